@@ -1,0 +1,19 @@
+"""Typed errors of the calibration core."""
+
+
+class CalibrationError(ValueError):
+    """Base class: bad input to a metric, a map or a manifest."""
+
+
+class MetricInputError(CalibrationError):
+    """Probabilities / labels that a metric cannot be computed on (shape, range, NaN)."""
+
+
+class ManifestError(CalibrationError):
+    """A manifest that cannot be read, does not match the schema, or does not match its ONNX file."""
+
+    def __init__(self, path: str, field: str, problem: str) -> None:
+        self.path = path
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{path}: field '{field}': {problem}")

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs, only when they are absent.
+#   dataset-fashion-mnist : the benchmark data (IDX files under /usr/share/datasets/fashion-mnist)
+set -euo pipefail
+need=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo_cmd apt-get update -q || true
+$sudo_cmd apt-get install -y -q --no-install-recommends "${need[@]}"
