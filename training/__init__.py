@@ -1,0 +1,1 @@
+"""Candor training stage (torch): data, networks, losses, trainer, post-hoc fitting, ONNX export."""
