@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, only when they are absent.
 #   dataset-fashion-mnist : the benchmark data (IDX files under /usr/share/datasets/fashion-mnist)
+#   prometheus            : promtool and a real Prometheus server for the monitoring tests
+#   redis-server          : the shared prediction store of several replicas
 set -euo pipefail
 need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+command -v redis-server >/dev/null || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 sudo_cmd=""
