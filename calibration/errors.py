@@ -1,7 +1,11 @@
 """Typed errors of the calibration core."""
 
 
-class CalibrationError(ValueError):
+class CandorError(Exception):
+    """Base of every error a user can fix; the CLI prints it as one line and exits 2."""
+
+
+class CalibrationError(CandorError, ValueError):
     """Base class: bad input to a metric, a map or a manifest."""
 
 
