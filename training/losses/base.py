@@ -15,11 +15,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from calibration.errors import CandorError
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
-class LossError(ValueError):
-    """Base class of the training-loss errors."""
+class LossError(CandorError, ValueError):
+    """Base class of the training-loss errors (user-fixable: the CLI reports them in one line)."""
 
 
 class LossConfigError(LossError):
