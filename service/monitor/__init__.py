@@ -1,0 +1,1 @@
+"""Calibration monitor: label join store, sliding windows, drift tests, Prometheus collector."""

@@ -1,0 +1,161 @@
+"""RedisStore: the prediction store several replicas share.
+
+Each prediction is a hash ``{prefix}p:{id}`` (fields m, v, c, k, t; ``l`` once labelled) with a
+TTL of retention + grace, indexed by creation time in the sorted set ``{prefix}bytime`` (capacity).
+``put`` and ``resolve`` are Lua scripts, which Redis runs atomically: two replicas receiving the
+same label cannot both accept it. Durability is the server's (``appendonly yes`` with
+``appendfsync always`` for the SQLite guarantee). Keys are built inside the scripts, so use a single
+Redis (or Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from service.monitor.errors import StoreError
+from service.monitor.store import (
+    Outcome,
+    PredictionRecord,
+    Resolution,
+    StoreLimits,
+    check_labels,
+)
+
+# ARGV: prefix, ttl_ms, capacity, purge_before, then (id, model, version, conf, pred, created)*
+_PUT_LUA = """
+local prefix, ttl, capacity, purge_before = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local zset = prefix .. 'bytime'
+for i = 5, #ARGV, 6 do
+  local key = prefix .. 'p:' .. ARGV[i]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'm', ARGV[i+1], 'v', ARGV[i+2], 'c', ARGV[i+3], 'k', ARGV[i+4],
+               't', ARGV[i+5])
+    redis.call('PEXPIRE', key, ttl)
+    redis.call('ZADD', zset, ARGV[i+5], ARGV[i])
+  end
+end
+local old = redis.call('ZRANGEBYSCORE', zset, '-inf', '(' .. purge_before)
+for _, id in ipairs(old) do redis.call('DEL', prefix .. 'p:' .. id) end
+if #old > 0 then redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. purge_before) end
+local excess = redis.call('ZCARD', zset) - capacity
+if excess > 0 then
+  local victims = redis.call('ZPOPMIN', zset, excess)
+  local pending = 0
+  for j = 1, #victims, 2 do
+    local key = prefix .. 'p:' .. victims[j]
+    if redis.call('EXISTS', key) == 1 and redis.call('HEXISTS', key, 'l') == 0 then
+      pending = pending + 1
+    end
+    redis.call('DEL', key)
+  end
+  if pending > 0 then redis.call('INCRBY', prefix .. 'evicted', pending) end
+end
+return 0
+"""
+
+# ARGV: prefix, now, expired_before, then (id, label)*; one reply per label, in order.
+_RESOLVE_LUA = """
+local prefix, now, expired_before = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 2 do
+  local key = prefix .. 'p:' .. ARGV[i]
+  local rec = redis.call('HMGET', key, 'm', 'v', 'c', 'k', 't', 'l')
+  if not rec[1] then
+    out[#out + 1] = {'unknown'}
+  elseif rec[6] then
+    out[#out + 1] = {'duplicate'}
+  elseif tonumber(rec[5]) < expired_before then
+    out[#out + 1] = {'expired'}
+  else
+    redis.call('HSET', key, 'l', ARGV[i+1], 'la', now)
+    out[#out + 1] = {'accepted', rec[1], rec[2], rec[3], rec[4], rec[5]}
+  end
+end
+return out
+"""
+_BATCH = 1000  # records or labels per script call (put batches need not be atomic as a whole)
+
+
+class RedisStore:
+    """PredictionStore on a Redis server shared by replicas; see service.monitor.store."""
+
+    def __init__(
+        self, url: str, limits: StoreLimits | None = None, prefix: str = "candor:"
+    ) -> None:
+        self.where = _redacted(url)
+        self.limits = limits or StoreLimits()
+        self.prefix = prefix
+        self._client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
+        self._put_script = self._client.register_script(_PUT_LUA)
+        self._resolve_script = self._client.register_script(_RESOLVE_LUA)
+
+    def put(self, records: Sequence[PredictionRecord]) -> None:
+        """Insert new predictions, purge those past retention + grace, then enforce capacity."""
+        ttl_ms = str(int(self.limits.keep_seconds * 1000))
+        for start in range(0, len(records), _BATCH):
+            batch = records[start:start + _BATCH]
+            purge_before = max(r.created_at for r in batch) - self.limits.keep_seconds
+            args = [self.prefix, ttl_ms, str(self.limits.capacity), repr(purge_before)]
+            for r in batch:
+                args += [r.prediction_id, r.model, r.version, repr(float(r.confidence)),
+                         str(int(r.predicted)), repr(float(r.created_at))]
+            self._run(self._put_script, args)
+
+    def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
+        """Join labels to stored predictions; each script call is atomic across replicas."""
+        check_labels(labels)
+        expired_before = repr(now - self.limits.retention_seconds)
+        out: list[Resolution] = []
+        for start in range(0, len(labels), _BATCH):
+            batch = labels[start:start + _BATCH]
+            args = [self.prefix, repr(now), expired_before]
+            for pid, label in batch:
+                args += [pid, str(int(label))]
+            replies = self._run(self._resolve_script, args)
+            pairs = zip(batch, replies, strict=True)
+            out += [_resolution(pid, int(label), reply) for (pid, label), reply in pairs]
+        return out
+
+    def evicted(self) -> int:
+        """Unlabelled records dropped for capacity, by any replica sharing this prefix."""
+        value = self._call(lambda: self._client.get(self.prefix + "evicted"))
+        return int(value or 0)
+
+    def __len__(self) -> int:
+        """Records in the time index (TTL-expired ones linger until the next purge)."""
+        return int(self._call(lambda: self._client.zcard(self.prefix + "bytime")))
+
+    def close(self) -> None:
+        """Close the connection pool (the server keeps the data)."""
+        self._client.close()
+
+    def _run(self, script: Any, args: list[str]) -> Any:
+        return self._call(lambda: script(keys=[], args=args))
+
+    def _call(self, action: Any) -> Any:
+        try:
+            return action()
+        except redis.RedisError as exc:
+            raise StoreError(f"prediction store {self.where} failed: {exc}") from exc
+
+
+def _resolution(pid: str, label: int, reply: list[str]) -> Resolution:
+    """Decode one script reply: [outcome] or ['accepted', model, version, conf, pred, created]."""
+    outcome = Outcome(reply[0])
+    if outcome is not Outcome.ACCEPTED:
+        return Resolution(pid, label, outcome)
+    model, version, conf, pred, created = reply[1:]
+    record = PredictionRecord(pid, model, version, float(conf), int(pred), float(created))
+    return Resolution(pid, label, outcome, record)
+
+
+def _redacted(url: str) -> str:
+    """The URL without user or password, for error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

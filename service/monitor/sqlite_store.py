@@ -1,0 +1,169 @@
+"""SQLiteStore: the embedded default prediction store (one file, WAL, fsync on every commit).
+
+WAL journal with ``synchronous=FULL`` fsyncs the log on each commit, so whatever ``put`` or
+``resolve`` returned survives a clean restart, ``kill -9`` and power loss. One connection guarded
+by a lock serves every thread; each call is one ``BEGIN IMMEDIATE`` transaction, so several
+processes may also share the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from service.monitor.errors import StoreError
+from service.monitor.store import (
+    Outcome,
+    PredictionRecord,
+    Resolution,
+    StoreLimits,
+    check_labels,
+    decide,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    prediction_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    predicted INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    label INTEGER,
+    labeled_at REAL
+);
+CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (created_at);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('rows', 0), ('evicted', 0);
+"""
+_INSERT = "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)"
+_SELECT = "SELECT prediction_id, model, version, confidence, predicted, created_at, label " \
+    "FROM predictions WHERE prediction_id IN ({marks})"
+_MARK = "UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ? AND label IS NULL"
+_EVICT = "DELETE FROM predictions WHERE rowid IN " \
+    "(SELECT rowid FROM predictions ORDER BY created_at LIMIT ?) RETURNING label IS NULL"
+_CHUNK = 500  # ids per SELECT ... IN (...), below SQLite's variable limit
+
+
+class SQLiteStore:
+    """PredictionStore on one SQLite file; see service.monitor.store for the contract."""
+
+    def __init__(self, path: str | Path, limits: StoreLimits | None = None) -> None:
+        self.path = Path(path)
+        self.limits = limits or StoreLimits()
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open prediction store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One locked, immediate transaction; rolled back and re-raised as StoreError on failure."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"prediction store {self.path} failed: {exc}") from exc
+
+    def put(self, records: Sequence[PredictionRecord]) -> None:
+        """Insert new predictions, purge those past retention + grace, then enforce capacity."""
+        if not records:
+            return
+        rows = [
+            (r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted),
+             float(r.created_at))
+            for r in records
+        ]
+        newest = max(r.created_at for r in records)
+        with self._transaction() as conn:
+            inserted = conn.executemany(_INSERT, rows).rowcount
+            purged = conn.execute(
+                "DELETE FROM predictions WHERE created_at < ?", (newest - self.limits.keep_seconds,)
+            ).rowcount
+            self._add_meta(conn, "rows", inserted - purged)
+            self._evict_over_capacity(conn)
+
+    def _evict_over_capacity(self, conn: sqlite3.Connection) -> None:
+        """Drop the oldest rows beyond capacity; count the unlabelled ones as evicted."""
+        excess = self._meta(conn, "rows") - self.limits.capacity
+        if excess <= 0:
+            return
+        pending = sum(int(row[0]) for row in conn.execute(_EVICT, (excess,)).fetchall())
+        self._add_meta(conn, "rows", -excess)
+        self._add_meta(conn, "evicted", pending)
+
+    def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
+        """Join labels to stored predictions in one transaction (first label wins)."""
+        check_labels(labels)
+        if not labels:
+            return []
+        with self._transaction() as conn:
+            found = self._fetch(conn, list({pid for pid, _ in labels}))
+            labelled = {pid for pid, (_, label) in found.items() if label is not None}
+            out: list[Resolution] = []
+            for pid, label in labels:
+                record = found[pid][0] if pid in found else None
+                outcome = decide(record, pid in labelled, now, self.limits.retention_seconds)
+                accepted = record if outcome is Outcome.ACCEPTED else None
+                if accepted is not None:
+                    labelled.add(pid)
+                out.append(Resolution(pid, int(label), outcome, accepted))
+            marks = [(r.label, now, r.prediction_id) for r in out if r.record is not None]
+            conn.executemany(_MARK, marks)
+        return out
+
+    @staticmethod
+    def _fetch(
+        conn: sqlite3.Connection, ids: list[str]
+    ) -> dict[str, tuple[PredictionRecord, int | None]]:
+        """Stored records and their labels (None while pending) for the given ids."""
+        found: dict[str, tuple[PredictionRecord, int | None]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            query = _SELECT.format(marks=",".join("?" * len(chunk)))
+            for pid, model, version, conf, pred, created, label in conn.execute(query, chunk):
+                found[pid] = (PredictionRecord(pid, model, version, conf, pred, created), label)
+        return found
+
+    def evicted(self) -> int:
+        """Unlabelled records dropped for capacity, over the file's whole life."""
+        return self._read_meta("evicted")
+
+    def __len__(self) -> int:
+        """Records currently kept (pending, labelled and expired-but-not-yet-purged)."""
+        return self._read_meta("rows")
+
+    def _read_meta(self, name: str) -> int:
+        with self._lock:
+            try:
+                return self._meta(self._conn, name)
+            except sqlite3.Error as exc:
+                raise StoreError(f"prediction store {self.path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed; data stays on disk)."""
+        with self._lock:
+            self._conn.close()
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, name: str) -> int:
+        return int(conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0])
+
+    @staticmethod
+    def _add_meta(conn: sqlite3.Connection, name: str, delta: int) -> None:
+        conn.execute("UPDATE meta SET value = value + ? WHERE name = ?", (delta, name))

@@ -1,0 +1,122 @@
+"""The label join store: remembers predictions until their label arrives, then answers once.
+
+Contract shared by every backend (SQLiteStore, RedisStore):
+
+- ``put(records)`` remembers predictions; a prediction_id already stored is left unchanged.
+- ``resolve(labels, now)`` joins labels to predictions, one outcome per label, in order:
+  ``unknown`` (never stored, purged, or evicted for capacity), ``duplicate`` (already labelled,
+  including earlier in the same call; the first label wins), ``expired`` (created more than
+  ``retention`` seconds before ``now``), else ``accepted`` with the stored record. Atomic: the same
+  label sent twice, from anywhere, is accepted once.
+- Records are kept ``retention + expired_grace`` seconds (so late labels read ``expired``, not
+  ``unknown``), then purged. At most ``capacity`` records are kept: a put into a full store drops
+  the oldest records, and each one dropped while still unlabelled counts in ``evicted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from service.monitor.errors import MonitorInputError
+
+DAY_SECONDS = 86_400.0
+DEFAULT_RETENTION_SECONDS = 7 * DAY_SECONDS
+DEFAULT_EXPIRED_GRACE_SECONDS = 1 * DAY_SECONDS
+DEFAULT_CAPACITY = 10_000_000
+
+
+class Outcome(StrEnum):
+    """What happened to one label sent as feedback."""
+
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"
+    DUPLICATE = "duplicate"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One served prediction: top-label confidence in [0, 1], predicted class, epoch seconds."""
+
+    prediction_id: str
+    model: str
+    version: str
+    confidence: float
+    predicted: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The outcome of one label; ``record`` is set exactly when the outcome is ``accepted``."""
+
+    prediction_id: str
+    label: int
+    outcome: Outcome
+    record: PredictionRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """Retention (later labels are expired), grace before purge, and capacity in records."""
+
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS
+    expired_grace_seconds: float = DEFAULT_EXPIRED_GRACE_SECONDS
+    capacity: int = DEFAULT_CAPACITY
+
+    def __post_init__(self) -> None:
+        if self.retention_seconds <= 0 or self.expired_grace_seconds < 0 or self.capacity < 1:
+            raise MonitorInputError(f"invalid store limits: {self}")
+
+    @property
+    def keep_seconds(self) -> float:
+        """How long a record is kept at all: retention plus the grace that answers ``expired``."""
+        return self.retention_seconds + self.expired_grace_seconds
+
+
+@runtime_checkable
+class PredictionStore(Protocol):
+    """Where predictions wait for their labels (see the module docstring for the contract)."""
+
+    def put(self, records: Sequence[PredictionRecord]) -> None:
+        """Remember predictions (ids already stored are ignored); durable once it returns."""
+        ...
+
+    def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
+        """Join (prediction_id, label index) pairs to stored predictions, atomically, in order."""
+        ...
+
+    def evicted(self) -> int:
+        """How many unlabelled records were dropped for capacity since the store was created."""
+        ...
+
+    def __len__(self) -> int:
+        """Records currently kept (pending, labelled, and expired ones not yet purged)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the stored data stays."""
+        ...
+
+
+def check_labels(labels: Sequence[tuple[str, int]]) -> None:
+    """Reject label indices below 0 (the caller maps class names to indices)."""
+    for prediction_id, label in labels:
+        if int(label) < 0:
+            raise MonitorInputError(f"label of prediction '{prediction_id}' is negative: {label}")
+
+
+def decide(
+    record: PredictionRecord | None, labelled: bool, now: float, retention: float
+) -> Outcome:
+    """The outcome rule of every backend, in this order: unknown, duplicate, expired, accepted."""
+    if record is None:
+        return Outcome.UNKNOWN
+    if labelled:
+        return Outcome.DUPLICATE
+    if record.created_at < now - retention:
+        return Outcome.EXPIRED
+    return Outcome.ACCEPTED

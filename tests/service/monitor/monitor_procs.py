@@ -1,0 +1,71 @@
+"""Real processes the monitor tests start: redis-server (and Prometheus) on free loopback ports.
+
+Missing system binaries fail (never skip): `make test` installs them via scripts/system-deps.sh.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+
+def require_binary(name: str) -> str:
+    """Absolute path of a system binary, or a test failure that says how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"'{name}' not found on PATH: run `make test` or `bash scripts/system-deps.sh`")
+    return path
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A redis-server started by a test on 127.0.0.1:port, its data in ``directory``."""
+
+    directory: Path
+    port: int
+    appendonly: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else [
+            "--appendonly", "no"]
+        cmd = [require_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--dir", str(self.directory), *aof]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        self.stop()
+        pytest.fail(f"redis-server did not answer on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None

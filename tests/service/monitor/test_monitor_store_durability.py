@@ -1,0 +1,92 @@
+"""Durability: what a store call returned survives kill -9 (SQLite) and a Redis AOF restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from monitor_procs import RedisServer, free_port
+
+from service.monitor.redis_store import RedisStore
+from service.monitor.sqlite_store import SQLiteStore
+from service.monitor.store import Outcome, PredictionRecord
+
+T0 = 1_700_000_000.0
+REPO = Path(__file__).resolve().parents[3]
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from service.monitor.sqlite_store import SQLiteStore
+    from service.monitor.store import PredictionRecord
+    store = SQLiteStore(sys.argv[1])
+    store.put([PredictionRecord(f"k{i}", "m", "1", 0.75, 2, 1_700_000_000.0) for i in range(50)])
+    store.resolve([("k0", 2)], 1_700_000_100.0)
+    print("stored", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_sqlite_keeps_what_was_returned_after_sigkill(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE,
+                          env=env, cwd=REPO) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"stored"
+        child.send_signal(signal.SIGKILL)  # right after the calls returned: no close, no checkpoint
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    assert Path(f"{db}-wal").exists()
+    store = SQLiteStore(db)
+    got = store.resolve([("k0", 2), ("k1", 2), ("k49", 2)], T0 + 200)
+    assert [r.outcome for r in got] == [Outcome.DUPLICATE, Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert got[1].record == PredictionRecord("k1", "m", "1", 0.75, 2, T0)
+    assert len(store) == 50
+    store.close()
+
+
+def test_sqlite_second_handle_sees_state_before_first_is_closed(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path / "p.db")
+    first.put([PredictionRecord(pid, "m", "1", 0.5, 0, T0) for pid in ("a", "b")])
+    first.resolve([("a", 0)], T0 + 1)
+    second = SQLiteStore(tmp_path / "p.db")
+    assert [r.outcome.value for r in second.resolve([("a", 0), ("b", 1)], T0 + 2)] == [
+        "duplicate", "accepted"]
+    first.close()
+    second.close()
+
+
+def test_sqlite_concurrent_puts_from_a_thread_pool_all_land(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+
+    def put_batch(k: int) -> None:
+        store.put([PredictionRecord(f"b{k}-{i}", "m", "1", 0.9, 1, T0 + k) for i in range(20)])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put_batch, range(40)))
+    assert len(store) == 800
+    store.close()
+
+
+def test_redis_with_appendonly_keeps_state_across_a_restart(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, free_port(), appendonly=True).start()
+    try:
+        store = RedisStore(server.url)
+        store.put([PredictionRecord(f"r{i}", "m", "1", 0.8, 3, T0) for i in range(10)])
+        store.resolve([("r0", 3)], T0 + 5)
+        store.close()
+        assert server.process is not None
+        server.process.send_signal(signal.SIGKILL)  # appendfsync always: acknowledged = on disk
+        server.process.wait(timeout=10)
+        server.start()
+        store = RedisStore(server.url)
+        assert [r.outcome.value for r in store.resolve([("r0", 3), ("r1", 3)], T0 + 6)] == [
+            "duplicate", "accepted"]
+        assert len(store) == 10
+        store.close()
+    finally:
+        server.stop()
