@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from calibration.errors import CandorError
 
-class MonitorError(Exception):
-    """Base class of every error the monitor raises on purpose."""
+
+class MonitorError(CandorError):
+    """Base class of every error the monitor raises on purpose (a CandorError)."""
 
     status_code: int = 500
 

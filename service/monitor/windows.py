@@ -1,0 +1,167 @@
+"""Sliding windows of per-bin sums: O(bins x buckets) memory whatever the traffic.
+
+A window of W seconds is a ring of B time buckets of width W / B. An event at time t goes to bucket
+floor(t / width); reading at time ``now`` sums the B buckets ending with the one holding ``now``, so
+the window covers between (B - 1) * width and B * width seconds and a bucket falls out whole.
+Events older than the ring's newest bucket minus B are left out of the window (not of since-start).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from calibration.binning import DEFAULT_BINS, BinStatistics, bin_edges
+from service.monitor.errors import MonitorInputError
+
+Clock = Callable[[], float]
+DEFAULT_WINDOW_SECONDS = 3600.0
+DEFAULT_BUCKETS = 60
+
+
+class BucketRing:
+    """Sums of arrays of a fixed ``shape`` over the last ``n_buckets`` time buckets."""
+
+    def __init__(self, shape: tuple[int, ...], window_seconds: float, n_buckets: int) -> None:
+        if window_seconds <= 0 or n_buckets < 1:
+            raise MonitorInputError(f"window {window_seconds} s in {n_buckets} buckets is invalid")
+        self.n_buckets = n_buckets
+        self.width = window_seconds / n_buckets
+        self._sums = np.zeros((n_buckets, *shape), dtype=np.float64)
+        self._ids = np.full(n_buckets, np.iinfo(np.int64).min, dtype=np.int64)
+
+    def bucket_of(self, t: float) -> int:
+        """Absolute bucket number floor(t / width)."""
+        return math.floor(t / self.width)
+
+    def add(self, t: float, values: NDArray[np.float64]) -> bool:
+        """Add ``values`` to the bucket of time t; False (nothing added) when t left the ring."""
+        b = self.bucket_of(t)
+        slot = b % self.n_buckets
+        if b <= int(self._ids.max()) - self.n_buckets or self._ids[slot] > b:
+            return False
+        if self._ids[slot] != b:
+            self._sums[slot] = 0.0
+            self._ids[slot] = b
+        self._sums[slot] += values
+        return True
+
+    def total(self, now: float) -> NDArray[np.float64]:
+        """Sum over the buckets b with b_now - B < b <= b_now."""
+        b_now = self.bucket_of(now)
+        live = (self._ids > b_now - self.n_buckets) & (self._ids <= b_now)
+        total: NDArray[np.float64] = self._sums[live].sum(axis=0)
+        return total
+
+
+def _stats_from(n_bins: int, sums: NDArray[np.float64]) -> BinStatistics:
+    """BinStatistics from stacked (counts, confidence sums, correct sums)."""
+    stats = BinStatistics(n_bins)
+    stats.counts = np.rint(sums[0]).astype(np.int64)
+    stats.confidence_sums = sums[1].copy()
+    stats.correct_sums = sums[2].copy()
+    return stats
+
+
+def _copy(stats: BinStatistics) -> BinStatistics:
+    out = BinStatistics(stats.n_bins)
+    out.merge(stats)
+    return out
+
+
+class CalibrationWindow:
+    """Labelled predictions of one (model, version): per-bin sums over a window and since start.
+
+    Times are when the label arrived (monitoring looks at what was learned recently).
+    """
+
+    def __init__(
+        self,
+        n_bins: int = DEFAULT_BINS,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        n_buckets: int = DEFAULT_BUCKETS,
+        clock: Clock = time.time,
+    ) -> None:
+        self.n_bins = n_bins
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._ring = BucketRing((3, n_bins), window_seconds, n_buckets)
+        self._since_start = BinStatistics(n_bins)
+
+    def update(self, confidences: ArrayLike, correct: ArrayLike, now: float | None = None) -> None:
+        """Add labelled predictions: top-label confidences in [0, 1] and correctness in {0, 1}."""
+        batch = BinStatistics(self.n_bins)
+        try:
+            batch.update(_checked_confidences(confidences), correct)
+        except ValueError as exc:
+            raise MonitorInputError(str(exc)) from exc
+        self._since_start.merge(batch)
+        counts = batch.counts.astype(np.float64)
+        sums = np.stack([counts, batch.confidence_sums, batch.correct_sums])
+        self._ring.add(self._clock() if now is None else now, sums)
+
+    def window(self, now: float | None = None) -> BinStatistics:
+        """Per-bin sums of the labels that arrived within the window ending at ``now``."""
+        return _stats_from(self.n_bins, self._ring.total(self._clock() if now is None else now))
+
+    def since_start(self) -> BinStatistics:
+        """Per-bin sums of every label since the monitor started (a copy)."""
+        return _copy(self._since_start)
+
+
+class PredictionWindow:
+    """Confidences of all predictions (labelled or not): histogram counts and confidence sums.
+
+    ``edges`` are the reference confidence histogram's (membership lower < c <= upper, the first bin
+    also holds its lower edge), so the live histogram compares with it bin for bin.
+    """
+
+    def __init__(
+        self,
+        edges: ArrayLike | None = None,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        n_buckets: int = DEFAULT_BUCKETS,
+        clock: Clock = time.time,
+    ) -> None:
+        self.edges = np.asarray(bin_edges() if edges is None else edges, dtype=np.float64)
+        if self.edges.ndim != 1 or self.edges.size < 2 or np.any(np.diff(self.edges) <= 0):
+            raise MonitorInputError("histogram edges must be at least two increasing numbers")
+        self._clock = clock
+        n_hist = self.edges.size - 1
+        self._ring = BucketRing((2, n_hist), window_seconds, n_buckets)
+        self._since_start = np.zeros((2, n_hist), dtype=np.float64)
+
+    def update(self, confidences: ArrayLike, now: float | None = None) -> None:
+        """Count predictions' top-label confidences into the histogram."""
+        conf = _checked_confidences(confidences)
+        idx = np.searchsorted(self.edges[1:-1], conf, side="left")
+        n_hist = self.edges.size - 1
+        sums = np.stack([np.bincount(idx, minlength=n_hist).astype(np.float64),
+                         np.bincount(idx, weights=conf, minlength=n_hist)])
+        self._since_start += sums
+        self._ring.add(self._clock() if now is None else now, sums)
+
+    def histogram(self, now: float | None = None) -> NDArray[np.int64]:
+        """Predictions per histogram bin within the window."""
+        counts: NDArray[np.float64] = self._ring.total(self._clock() if now is None else now)[0]
+        return np.rint(counts).astype(np.int64)
+
+    def confidence_sum(self, now: float | None = None) -> float:
+        """Sum of the predictions' confidences within the window."""
+        return float(self._ring.total(self._clock() if now is None else now)[1].sum())
+
+    def since_start_count(self) -> int:
+        """Predictions counted since start."""
+        return int(round(float(self._since_start[0].sum())))
+
+
+def _checked_confidences(confidences: ArrayLike) -> NDArray[np.float64]:
+    """Flattened float64 confidences, each finite and in [0, 1]."""
+    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    if conf.size and not (np.isfinite(conf).all() and conf.min() >= 0.0 and conf.max() <= 1.0):
+        raise MonitorInputError("confidences must be finite and lie in [0, 1]")
+    return conf
