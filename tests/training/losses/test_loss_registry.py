@@ -1,4 +1,4 @@
-"""Contract tests over every registered loss: registry, reductions, gradients, typed config errors."""
+"""Contract tests over every registered loss: reductions, gradients, typed config errors."""
 
 from __future__ import annotations
 
@@ -62,8 +62,13 @@ def test_gradients_finite_on_extreme_logits(name: str, scale: float) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("ls", {"alpha": 0.0}), ("focal", {"gamma": 0.0}), ("ecp", {"alpha": 0.0}),
-     ("mbls", {"lam": 0.0}), ("flsd53", {"gamma_low_confidence": 0.0, "gamma_high_confidence": 0.0})],
+    [
+        ("ls", {"alpha": 0.0}),
+        ("focal", {"gamma": 0.0}),
+        ("ecp", {"alpha": 0.0}),
+        ("mbls", {"lam": 0.0}),
+        ("flsd53", {"gamma_low_confidence": 0.0, "gamma_high_confidence": 0.0}),
+    ],
 )
 def test_zero_regularisation_equals_cross_entropy(name: str, kwargs: dict[str, float]) -> None:
     logits, labels = batch(seed=2)
@@ -73,23 +78,40 @@ def test_zero_regularisation_equals_cross_entropy(name: str, kwargs: dict[str, f
 
 BAD_HYPERPARAMETERS = [
     ("ce", "reduction", "average"),
-    ("ls", "alpha", -0.1), ("ls", "alpha", 1.5), ("ls", "alpha", float("nan")),
-    ("focal", "gamma", -1.0), ("focal", "gamma", float("inf")), ("focal", "gamma", True),
-    ("flsd53", "threshold", 0.0), ("flsd53", "threshold", 1.0),
-    ("flsd53", "gamma_low_confidence", -5.0), ("flsd53", "gamma_high_confidence", -3.0),
-    ("ecp", "alpha", -0.1), ("ecp", "alpha", "0.1"),
-    ("mbls", "margin", -1.0), ("mbls", "lam", -0.1),
-    ("cals", "margin", 0.0), ("cals", "lambda_min", 0.0), ("cals", "lambda_max", 1e-7),
-    ("cals", "rho_min", 0.0), ("cals", "rho_max", 0.5), ("cals", "rho_step", -1),
-    ("cals", "rho_step", 2.5), ("cals", "rho_growth", 0.9), ("cals", "tau", 1.5),
+    ("ls", "alpha", -0.1),
+    ("ls", "alpha", 1.5),
+    ("ls", "alpha", float("nan")),
+    ("focal", "gamma", -1.0),
+    ("focal", "gamma", float("inf")),
+    ("focal", "gamma", True),
+    ("flsd53", "threshold", 0.0),
+    ("flsd53", "threshold", 1.0),
+    ("flsd53", "gamma_low_confidence", -5.0),
+    ("flsd53", "gamma_high_confidence", -3.0),
+    ("ecp", "alpha", -0.1),
+    ("ecp", "alpha", "0.1"),
+    ("mbls", "margin", -1.0),
+    ("mbls", "lam", -0.1),
+    ("cals", "margin", 0.0),
+    ("cals", "lambda_min", 0.0),
+    ("cals", "lambda_max", 1e-7),
+    ("cals", "rho_min", 0.0),
+    ("cals", "rho_max", 0.5),
+    ("cals", "rho_step", -1),
+    ("cals", "rho_step", 2.5),
+    ("cals", "rho_growth", 0.9),
+    ("cals", "tau", 1.5),
     ("cals", "num_classes", 1),
-    ("mixup", "mix_size", 0), ("mixup", "alpha", 0.0), ("mixup", "alpha", -1.0),
+    ("mixup", "mix_size", 0),
+    ("mixup", "alpha", 0.0),
+    ("mixup", "alpha", -1.0),
 ]
 
 
 @pytest.mark.parametrize(("name", "parameter", "value"), BAD_HYPERPARAMETERS)
-def test_bad_hyperparameter_raises_typed_error_naming_it(name: str, parameter: str,
-                                                         value: object) -> None:
+def test_bad_hyperparameter_raises_typed_error_naming_it(
+    name: str, parameter: str, value: object
+) -> None:
     kwargs = {parameter: value}
     num_classes = kwargs.pop("num_classes", K)
     with pytest.raises(LossConfigError, match=parameter) as raised:
