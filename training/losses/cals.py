@@ -32,6 +32,21 @@ def phr_derivative(h: Tensor, lam: Tensor, rho: Tensor) -> Tensor:
     return F.relu(lam + rho * h)
 
 
+def clipped_multiplier_steps(
+    h: Tensor, lam: Tensor, rho: Tensor, lambda_min: float, lambda_max: float
+) -> Tensor:
+    """Per-sample ALM steps clip(max(0, lambda_k + rho_k h_ik), lambda_min, lambda_max), (B, K)."""
+    return phr_derivative(h, lam, rho).clamp(lambda_min, lambda_max)
+
+
+def update_multipliers(
+    h: Tensor, lam: Tensor, rho: Tensor, lambda_min: float, lambda_max: float
+) -> Tensor:
+    """lambda_k <- clip(mean_i clipped step_ik, lambda_min, lambda_max): end_epoch on one batch."""
+    steps = clipped_multiplier_steps(h, lam, rho, lambda_min, lambda_max)
+    return steps.mean(dim=0).clamp(lambda_min, lambda_max)
+
+
 def grow_penalty_parameters(
     rho: Tensor,
     hbar: Tensor,
@@ -101,9 +116,10 @@ class ClassAdaptiveLabelSmoothing(CalibrationLoss):
         self._check_classes(logits)
         with torch.no_grad():
             h = normalized_constraints(logits.detach().double(), self.margin)
-            step = phr_derivative(h, self.lambdas.double(), self.rhos.double())
+            lam, rho = self.lambdas.double(), self.rhos.double()
+            steps = clipped_multiplier_steps(h, lam, rho, self.lambda_min, self.lambda_max)
             return {
-                "multiplier_sum": step.clamp(self.lambda_min, self.lambda_max).sum(dim=0),
+                "multiplier_sum": steps.sum(dim=0),
                 "constraint_sum": h.sum(dim=0),
                 "count": torch.tensor(float(h.shape[0]), dtype=torch.float64, device=h.device),
             }
