@@ -1,0 +1,130 @@
+"""Drift tests: a sample-size-aware ECE test against the reference, and label-free signals.
+
+The ECE test is a conditional parametric bootstrap (consistency resampling, Broecker & Smith
+2007, with the reference's calibration as the null instead of the diagonal). Given a window with
+n_b labels and confidence sum S_b in bin b, H0 says each bin is as far from the diagonal as on the
+reference data: P(correct) = w_b - delta_b, with w_b = S_b / n_b the window's mean confidence and
+delta_b = r_b - a_b the reference's gap (mean confidence r_b, accuracy a_b). The reference accuracy
+a_b is drawn from its Beta posterior (a prior of strength k centred on r_b), so a small reference
+widens the null instead of causing false alarms. Per resample: C_b ~ Binomial(n_b, p_b) and
+ECE* = sum_b |S_b - C_b| / n. The threshold is the q-quantile of ECE*; the p-value is
+(1 + #{ECE* >= ECE}) / (R + 1). Without a reference, delta_b = 0 (plain consistency resampling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from calibration.binning import BinStatistics
+from calibration.manifest import ReliabilityBins
+from service.monitor.errors import MonitorInputError
+
+PSI_EPSILON = 1e-4
+PSI_SHIFT = 0.25  # the usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted
+
+
+class Verdict(StrEnum):
+    """Drift verdict of one window."""
+
+    OK = "ok"
+    DRIFT = "drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+@dataclass(frozen=True, slots=True)
+class DriftConfig:
+    """Minimum labels for a verdict, resamples R, quantile q, prior strength k, seed."""
+
+    min_labels: int = 200
+    resamples: int = 1000
+    quantile: float = 0.995
+    prior_strength: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_labels < 1 or self.resamples < 10 or not 0.5 < self.quantile < 1:
+            raise MonitorInputError(f"invalid drift settings: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    """The window ECE (statistic), its null quantile (threshold), p-value, n and the verdict."""
+
+    verdict: Verdict
+    statistic: float
+    threshold: float | None
+    p_value: float | None
+    n: int
+
+
+def reference_gaps(
+    reference: ReliabilityBins | None, n_bins: int, draws: int, prior: float,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    """Draws (R, M) of the reference gap delta_b = r_b - a_b, a_b ~ Beta posterior; 0 if unseen."""
+    if reference is None:
+        return np.zeros((draws, n_bins))
+    if reference.n_bins != n_bins:
+        raise MonitorInputError(f"reference has {reference.n_bins} bins, the monitor {n_bins}")
+    counts = np.asarray(reference.counts, dtype=np.float64)
+    correct = np.asarray(reference.correct_sums, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(counts > 0, np.asarray(reference.confidence_sums) / counts, 0.5)
+    alpha = correct + prior * r
+    beta = np.maximum(counts - correct, 0.0) + prior * (1.0 - r)
+    accuracy = rng.beta(alpha, beta, size=(draws, n_bins))
+    return np.where(counts > 0, r - accuracy, 0.0)
+
+
+def simulate_ece(
+    window: BinStatistics, gaps: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """ECE* per resample: sum_b |S_b - C_b| / n with C_b ~ Binomial(n_b, w_b - delta_b)."""
+    counts = window.counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(counts > 0, window.confidence_sums / np.maximum(counts, 1), 0.0)
+    p = np.clip(w[None, :] - gaps, 0.0, 1.0)
+    correct = rng.binomial(counts[None, :], p)
+    ece: NDArray[np.float64] = np.abs(window.confidence_sums[None, :] - correct).sum(axis=1)
+    return ece / window.total
+
+
+def drift_test(
+    window: BinStatistics, reference: ReliabilityBins | None, config: DriftConfig | None = None
+) -> DriftResult:
+    """Verdict for one window: drift when its ECE exceeds the q-quantile of ECE* on its bins."""
+    config = config or DriftConfig()
+    n, statistic = window.total, window.compute_ece()
+    if n == 0:
+        return DriftResult(Verdict.INSUFFICIENT_DATA, 0.0, None, None, 0)
+    rng = np.random.default_rng(config.seed)
+    gaps = reference_gaps(reference, window.n_bins, config.resamples, config.prior_strength, rng)
+    null = simulate_ece(window, gaps, rng)
+    threshold = float(np.quantile(null, config.quantile))
+    p_value = float((1 + np.count_nonzero(null >= statistic - 1e-12)) / (null.size + 1))
+    if n < config.min_labels:
+        verdict = Verdict.INSUFFICIENT_DATA
+    else:
+        verdict = Verdict.DRIFT if statistic > threshold else Verdict.OK
+    return DriftResult(verdict, statistic, threshold, p_value, n)
+
+
+def psi(observed_counts: ArrayLike, reference_fractions: ArrayLike,
+        epsilon: float = PSI_EPSILON) -> float | None:
+    """Population stability index sum_i (p_i - q_i) ln(p_i / q_i), empty bins floored at epsilon.
+
+    None when nothing was observed.
+    """
+    counts = np.asarray(observed_counts, dtype=np.float64)
+    q = np.asarray(reference_fractions, dtype=np.float64)
+    if counts.shape != q.shape:
+        raise MonitorInputError(f"histogram has {counts.size} bins, the reference {q.size}")
+    if counts.sum() <= 0:
+        return None
+    p = np.maximum(counts / counts.sum(), epsilon)
+    q = np.maximum(q, epsilon)
+    return float(((p - q) * np.log(p / q)).sum())
