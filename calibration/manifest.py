@@ -207,3 +207,8 @@ def verify_artifact(directory: Path) -> Manifest:
             f"does not match {onnx_path.name} (file hashes to {actual})",
         )
     return manifest
+
+
+def write_json_schema(path: Path) -> None:
+    """Write the manifest's JSON Schema (sorted keys, trailing newline) to ``path``."""
+    path.write_text(json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""The ``candor`` command: subcommands of the training stage and the service, imported lazily."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny digits run, calibrated and exported once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DIGITS_MODEL = "digits-cnn"
+
+
+@dataclass(frozen=True)
+class DigitsArtifact:
+    """A trained run directory and the models directory holding its exported artifact."""
+
+    run_dir: Path
+    models_dir: Path
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.models_dir / DIGITS_MODEL / "1"
+
+
+@pytest.fixture(scope="session")
+def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> DigitsArtifact:
+    """Train 4 epochs on digits (seconds), fit T on validation, export models/digits-cnn/1."""
+    from training.calibrate_run import calibrate_run
+    from training.export import export_run
+    from training.trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("digits")
+    run_dir, models_dir = root / "run", root / "models"
+    train(TrainConfig(data="digits", epochs=4, batch_size=64, seed=0), run_dir)
+    calibrate_run(run_dir)
+    export_run(run_dir, DIGITS_MODEL, "1", models_dir)
+    return DigitsArtifact(run_dir, models_dir)

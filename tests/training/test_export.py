@@ -1,0 +1,83 @@
+"""Export: the fused graph reproduces torch within 1e-5, or no artifact is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from calibration.manifest import load_manifest, verify_artifact
+from calibration.maps import softmax
+from calibration.metrics import ece
+from training import export as export_module
+from training.calibrate_run import CALIBRATION_FILE, load_calibration
+from training.errors import ExportParityError, RunDirectoryError, TrainingError
+from training.export import export_run, run_onnx
+from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
+
+
+def test_graph_contains_division_by_T_and_softmax(digits_artifact) -> None:
+    graph = onnx.load(str(digits_artifact.artifact_dir / "model.onnx"))
+    ops = [node.op_type for node in graph.graph.node]
+    assert ops[-2:] == ["Div", "Softmax"]
+    assert [o.name for o in graph.graph.output] == ["probabilities"]
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 300])
+def test_onnx_equals_softmax_logits_over_T(digits_artifact, batch: int) -> None:
+    model, ckpt = load_checkpoint(digits_artifact.run_dir)
+    temperature = load_calibration(digits_artifact.run_dir).temperature
+    x = prepare_data(TrainConfig(**ckpt["config"])).test[0][:batch]
+    expected = softmax(predict_logits(model, x).double().numpy() / temperature)
+    got = run_onnx(onnx.load(str(digits_artifact.artifact_dir / "model.onnx")), x.numpy())
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_manifest_records_map_and_reference_figures(digits_artifact) -> None:
+    manifest = verify_artifact(digits_artifact.artifact_dir)
+    record = json.loads((digits_artifact.run_dir / CALIBRATION_FILE).read_text())
+    assert manifest.calibration.kind == "temperature"
+    assert manifest.calibration.temperature == pytest.approx(record["map"]["temperature"])
+    ref = manifest.reference
+    assert ref.split == "test" and ref.n == 359 and sum(ref.bins.counts) == ref.n
+    assert sum(ref.confidence_histogram.fractions) == pytest.approx(1.0)
+    recomputed = np.abs(np.array(ref.bins.confidence_sums) - np.array(ref.bins.correct_sums)).sum() / ref.n
+    assert ref.ece == pytest.approx(recomputed)
+    assert manifest.reference_uncalibrated.accuracy == pytest.approx(ref.accuracy)  # TS keeps argmax
+
+
+def test_reference_ece_is_measured_on_the_test_split(digits_artifact) -> None:
+    model, ckpt = load_checkpoint(digits_artifact.run_dir)
+    manifest = load_manifest(digits_artifact.artifact_dir)
+    x, y = prepare_data(TrainConfig(**ckpt["config"])).test
+    probs = softmax(predict_logits(model, x).double().numpy() / manifest.calibration.temperature)
+    assert manifest.reference.ece == pytest.approx(ece(probs, y.numpy()), abs=1e-5)
+
+
+def test_parity_failure_writes_nothing(digits_artifact, tmp_path: Path, monkeypatch) -> None:
+    def skewed(model, x, cmap):  # the torch reference drifts: ONNX no longer matches
+        with torch.no_grad():
+            return torch.softmax(model(x) / (cmap.temperature * 1.5), dim=1).double().numpy()
+
+    monkeypatch.setattr(export_module, "torch_probabilities", skewed)
+    with pytest.raises(ExportParityError, match="no artifact written"):
+        export_run(digits_artifact.run_dir, "digits-cnn", "9", tmp_path)
+    assert not (tmp_path / "digits-cnn" / "9").exists()
+
+
+def test_existing_version_is_not_overwritten(digits_artifact) -> None:
+    with pytest.raises(TrainingError, match="--force"):
+        export_run(digits_artifact.run_dir, "digits-cnn", "1", digits_artifact.models_dir)
+
+
+def test_export_needs_calibration_first(digits_artifact, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes((digits_artifact.run_dir / "best.pt").read_bytes())
+    with pytest.raises(RunDirectoryError, match="candor calibrate"):
+        export_run(run, "digits-cnn", "1", tmp_path / "models")

@@ -1,0 +1,49 @@
+"""The training loop: checkpoints carry their config, log lines, best-by-validation-accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.errors import RunDirectoryError, TrainingError
+from training.trainer import LOG_FILE, TrainConfig, load_checkpoint, train
+
+
+def test_checkpoint_carries_config_and_preprocessing(digits_artifact) -> None:
+    model, ckpt = load_checkpoint(digits_artifact.run_dir)
+    assert TrainConfig(**ckpt["config"]).data == "digits"
+    assert ckpt["input_shape"] == [1, 8, 8] and len(ckpt["classes"]) == 10
+    assert len(ckpt["mean"]) == len(ckpt["std"]) == 1
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_log_has_one_line_per_epoch_and_best_is_max_val_accuracy(digits_artifact) -> None:
+    lines = [json.loads(s) for s in (digits_artifact.run_dir / LOG_FILE).read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    assert {"loss", "accuracy", "val_accuracy", "val_ece"} <= set(lines[0])
+    _, ckpt = load_checkpoint(digits_artifact.run_dir)
+    assert ckpt["metrics"]["val_accuracy"] == max(r["val_accuracy"] for r in lines)
+
+
+def test_training_is_deterministic(tmp_path: Path) -> None:
+    config = TrainConfig(data="digits", epochs=1, batch_size=64, seed=7)
+    first = train(config, tmp_path / "a")
+    second = train(config, tmp_path / "b")
+    assert first["loss"] == second["loss"] and first["val_accuracy"] == second["val_accuracy"]
+
+
+@pytest.mark.parametrize(("override", "option"), [
+    ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": -1.0}, "--lr"),
+    ({"loss": "nope"}, "--loss"), ({"data": "nope"}, "data set"), ({"architecture": "nope"}, "architecture"),
+])
+def test_bad_options_name_the_option(tmp_path: Path, override: dict, option: str) -> None:
+    with pytest.raises(TrainingError, match=option):
+        train(TrainConfig(**{"data": "digits", "epochs": 1, **override}), tmp_path)
+
+
+def test_missing_checkpoint_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(RunDirectoryError, match="candor train"):
+        load_checkpoint(tmp_path)

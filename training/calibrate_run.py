@@ -1,0 +1,42 @@
+"""``candor calibrate``: fit the post-hoc map of a run on its validation split (never on test)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from calibration.manifest import CalibrationMap
+from training.errors import RunDirectoryError
+from training.posthoc import fit_temperature
+from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def validation_logits(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of the run's own validation split (same seed, same carve)."""
+    model, ckpt = load_checkpoint(run_dir)
+    prepared = prepare_data(TrainConfig(**ckpt["config"]))
+    x, y = prepared.validation
+    return predict_logits(model, x).double().numpy(), y.numpy()
+
+
+def calibrate_run(run_dir: Path) -> CalibrationMap:
+    """Fit T by validation NLL and write calibration.json into the run directory."""
+    logits, labels = validation_logits(run_dir)
+    fit = fit_temperature(logits, labels)
+    cmap = CalibrationMap(kind="temperature", temperature=fit.temperature, objective="nll")
+    record = {"map": cmap.model_dump(), "validation_nll_before": fit.nll_before,
+              "validation_nll_after": fit.nll_after, "n_validation": int(labels.shape[0])}
+    (run_dir / CALIBRATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return cmap
+
+
+def load_calibration(run_dir: Path) -> CalibrationMap:
+    """The map fitted by ``candor calibrate``."""
+    path = run_dir / CALIBRATION_FILE
+    if not path.is_file():
+        raise RunDirectoryError(f"{path} not found: run `candor calibrate {run_dir}` first")
+    return CalibrationMap.model_validate(json.loads(path.read_text())["map"])

@@ -1,0 +1,19 @@
+"""Typed errors of the training stage; the CLI prints them as one line naming the file and the fix."""
+
+from calibration.errors import CandorError
+
+
+class TrainingError(CandorError):
+    """Base class for errors a user can fix (bad option, missing data, bad run directory)."""
+
+
+class DataNotFoundError(TrainingError):
+    """A data set's files are missing."""
+
+
+class RunDirectoryError(TrainingError):
+    """A run directory lacks a file a command needs (checkpoint, calibration)."""
+
+
+class ExportParityError(TrainingError):
+    """ONNX Runtime does not reproduce the torch probabilities; no artifact is written."""

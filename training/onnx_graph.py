@@ -1,0 +1,54 @@
+"""ONNX graph composition: append a calibration map to a graph whose single output is logits.
+
+The same code serves ``candor export`` (torch network exported to logits) and ONNX classifiers from
+any framework, so the served map has one implementation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from calibration.manifest import CalibrationMap
+
+OPSET = 17
+PROBABILITIES = "probabilities"
+
+
+def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    """The graph's only output, which must be a 2-D logits tensor."""
+    outputs = model.graph.output
+    if len(outputs) != 1:
+        raise ValueError(f"expected one logits output, found {[o.name for o in outputs]}")
+    dims = outputs[0].type.tensor_type.shape.dim
+    if len(dims) != 2:
+        raise ValueError(f"logits output '{outputs[0].name}' must be 2-D (N, K), has rank {len(dims)}")
+    return outputs[0]
+
+
+def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap) -> onnx.ModelProto:
+    """Return a copy whose output ``probabilities`` = map(logits): softmax(z / T) for temperature."""
+    composed = onnx.ModelProto()
+    composed.CopyFrom(model)
+    logits = logits_output(composed)
+    num_classes = logits.type.tensor_type.shape.dim[1].dim_value
+    graph = composed.graph
+    if cmap.kind == "none":
+        nodes = [helper.make_node("Softmax", [logits.name], [PROBABILITIES], axis=-1, name="calib_softmax")]
+    elif cmap.kind == "temperature":
+        graph.initializer.append(numpy_helper.from_array(np.array(cmap.temperature, np.float32), "calib_T"))
+        nodes = [
+            helper.make_node("Div", [logits.name, "calib_T"], ["calib_scaled"], name="calib_div_T"),
+            helper.make_node("Softmax", ["calib_scaled"], [PROBABILITIES], axis=-1, name="calib_softmax"),
+        ]
+    else:
+        raise NotImplementedError(f"calibration map '{cmap.kind}' cannot be fused yet")
+    graph.node.extend(nodes)
+    batch = logits.type.tensor_type.shape.dim[0]
+    out = helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT,
+                                        [batch.dim_param or batch.dim_value or "batch", num_classes])
+    del graph.output[:]
+    graph.output.append(out)
+    onnx.checker.check_model(composed)
+    return composed
