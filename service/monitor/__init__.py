@@ -1,1 +1,76 @@
-"""Calibration monitor: label join store, sliding windows, drift tests, Prometheus collector."""
+"""Calibration monitor: label join store, sliding windows, drift tests, Prometheus collector.
+
+A library the app calls; it reads no settings and starts no threads. The API::
+
+    store = SQLiteStore(path, StoreLimits(retention_seconds=7 * 86400, capacity=10_000_000))
+    # or RedisStore("redis://host:6379/0", limits, prefix="candor:") when replicas share labels
+    monitor = Monitor(store, {(name, version): manifest.reference, ...},
+                      MonitorConfig(window_seconds=3600, n_buckets=60,
+                                    drift=DriftConfig(min_labels=200)), clock=time.time)
+    monitor.add_model(name, version, manifest.reference)        # a model loaded later
+    monitor.record_predictions(model, version, ids, confidences, predicted, now=None) -> None
+    monitor.record_feedback([(prediction_id, label_index), ...], now=None) -> FeedbackResult
+    monitor.status(model, version, now=None) -> CalibrationStatus  # GET /v1/models/{m}/calibration
+    registry.register(monitor.collector())                       # the app's own CollectorRegistry
+
+- ``record_predictions``: ids are the prediction_ids returned to the client, confidences the
+  top-label probabilities in [0, 1], predicted the class indices. Stores them for the label join
+  (durable when it returns) and counts them in the label-free window.
+- ``record_feedback``: the caller maps class names to indices. Idempotent: a label for an id that
+  already has one is ``duplicate`` (the first wins); ``unknown`` ids were never stored (or were
+  purged/evicted); ``expired`` ones are older than the retention. Accepted labels update the window
+  of the prediction's own (model, version), whichever replica served it.
+- Errors: MonitorInputError (422), UnknownModelError (404), StoreError (503); all are
+  MonitorError (a CandorError) with ``status_code``. Every method is thread-safe.
+- ``now`` (epoch seconds) defaults to the injected clock; windows are by label arrival time.
+"""
+
+from typing import TYPE_CHECKING
+
+from service.monitor.collector import MonitorCollector
+from service.monitor.drift import DriftConfig, DriftResult, Verdict
+from service.monitor.errors import MonitorError, MonitorInputError, StoreError, UnknownModelError
+from service.monitor.monitor import Monitor, MonitorConfig
+from service.monitor.schemas import CalibrationStatus, FeedbackResult
+from service.monitor.sqlite_store import SQLiteStore
+from service.monitor.store import (
+    Outcome,
+    PredictionRecord,
+    PredictionStore,
+    Resolution,
+    StoreLimits,
+)
+
+if TYPE_CHECKING:  # imported lazily: the redis client is only needed with a Redis store
+    from service.monitor.redis_store import RedisStore
+
+__all__ = [
+    "CalibrationStatus",
+    "DriftConfig",
+    "DriftResult",
+    "FeedbackResult",
+    "Monitor",
+    "MonitorCollector",
+    "MonitorConfig",
+    "MonitorError",
+    "MonitorInputError",
+    "Outcome",
+    "PredictionRecord",
+    "PredictionStore",
+    "RedisStore",
+    "Resolution",
+    "SQLiteStore",
+    "StoreError",
+    "StoreLimits",
+    "UnknownModelError",
+    "Verdict",
+]
+
+
+def __getattr__(name: str) -> object:
+    """Import RedisStore on first use, so the package works without the redis client."""
+    if name == "RedisStore":
+        from service.monitor.redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,203 @@
+"""Monitor: the facade the app calls (thread-safe; store I/O happens outside its lock)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from calibration.binning import DEFAULT_BINS
+from calibration.manifest import ReferenceFigures
+from service.monitor.collector import MonitorCollector
+from service.monitor.drift import PSI_SHIFT, DriftConfig, DriftResult, drift_test, psi
+from service.monitor.errors import MonitorInputError, UnknownModelError
+from service.monitor.schemas import (
+    CalibrationStatus,
+    DriftStatus,
+    FeedbackResult,
+    LabelFreeSignals,
+    LabelledFigures,
+    ReferenceSummary,
+    reliability_bins,
+)
+from service.monitor.state import ModelSnapshot, ModelState, reference_statistics
+from service.monitor.store import Outcome, PredictionRecord, PredictionStore, Resolution
+from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, Clock
+
+ModelKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Window length W seconds in B buckets, M confidence bins, drift-test settings."""
+
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    n_buckets: int = DEFAULT_BUCKETS
+    n_bins: int = DEFAULT_BINS
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+class Monitor:
+    """Joins labels to predictions and keeps per-(model, version) calibration windows."""
+
+    def __init__(self, store: PredictionStore,
+                 references: Mapping[ModelKey, ReferenceFigures] | None = None,
+                 config: MonitorConfig | None = None, clock: Clock = time.time) -> None:
+        self.store = store
+        self.config = config or MonitorConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._states: dict[ModelKey, ModelState] = {}
+        self._feedback = dict.fromkeys(Outcome, 0)
+        self._drift_cache: dict[ModelKey, tuple[bytes, DriftResult]] = {}
+        for (model, version), reference in (references or {}).items():
+            self.add_model(model, version, reference)
+
+    def add_model(self, model: str, version: str, reference: ReferenceFigures | None) -> None:
+        """Start monitoring a (model, version), e.g. one loaded later (keeps existing state)."""
+        with self._lock:
+            self._state(model, version, reference)
+
+    def _state(self, model: str, version: str,
+               reference: ReferenceFigures | None = None) -> ModelState:
+        """The state of a key, created on first sight (call with the lock held)."""
+        state = self._states.get((model, version))
+        if state is None:
+            c = self.config
+            state = ModelState.create(model, version, reference, c.n_bins, c.window_seconds,
+                                      c.n_buckets, self._clock)
+            self._states[(model, version)] = state
+        return state
+
+    def record_predictions(self, model: str, version: str, ids: Sequence[str],
+                           confidences: ArrayLike, predicted: ArrayLike,
+                           now: float | None = None) -> None:
+        """Store served predictions for the label join and count their confidences."""
+        t = self._clock() if now is None else now
+        conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
+        pred = np.asarray(predicted).reshape(-1)
+        _check_predictions(ids, conf, pred)
+        self.store.put([PredictionRecord(pid, model, version, float(c), int(k), t)
+                        for pid, c, k in zip(ids, conf.tolist(), pred.tolist(), strict=True)])
+        with self._lock:
+            state = self._state(model, version)
+            state.predicted.update(conf, now=t)
+            state.predictions_total += conf.size
+
+    def record_feedback(self, labels: Sequence[tuple[str, int]],
+                        now: float | None = None) -> FeedbackResult:
+        """Join (prediction_id, label index) pairs; accepted ones update their model's window."""
+        t = self._clock() if now is None else now
+        resolutions = self.store.resolve(labels, t)
+        with self._lock:
+            for outcome in Outcome:
+                self._feedback[outcome] += sum(r.outcome is outcome for r in resolutions)
+            self._apply_accepted(resolutions, t)
+        counts = {o.value: sum(r.outcome is o for r in resolutions) for o in Outcome}
+        return FeedbackResult(**counts)
+
+    def _apply_accepted(self, resolutions: Sequence[Resolution], now: float) -> None:
+        """Add accepted labels to their (model, version) windows (lock held)."""
+        by_key: dict[ModelKey, list[tuple[PredictionRecord, int]]] = {}
+        for r in resolutions:
+            if r.record is not None:
+                key = (r.record.model, r.record.version)
+                by_key.setdefault(key, []).append((r.record, r.label))
+        for (model, version), pairs in by_key.items():
+            state = self._state(model, version)
+            conf = np.array([rec.confidence for rec, _ in pairs])
+            hit = np.array([float(rec.predicted == label) for rec, label in pairs])
+            state.labelled.update(conf, hit, now=now)
+            state.delays.observe(np.array([now - rec.created_at for rec, _ in pairs]))
+
+    def models(self) -> list[ModelKey]:
+        """Every (model, version) monitored, sorted."""
+        with self._lock:
+            return sorted(self._states)
+
+    def snapshot(self, model: str, version: str, now: float | None = None) -> ModelSnapshot:
+        """A consistent copy of one model's state; UnknownModelError if never seen."""
+        t = self._clock() if now is None else now
+        with self._lock:
+            state = self._states.get((model, version))
+            if state is None:
+                raise UnknownModelError(model, version)
+            return state.snapshot(t)
+
+    def feedback_counts(self) -> dict[Outcome, int]:
+        """Labels received since start, per outcome."""
+        with self._lock:
+            return dict(self._feedback)
+
+    def drift(self, snap: ModelSnapshot) -> DriftResult:
+        """The window's drift verdict, cached while the window's sums do not change."""
+        w = snap.window
+        key = w.counts.tobytes() + w.confidence_sums.tobytes() + w.correct_sums.tobytes()
+        cached = self._drift_cache.get((snap.model, snap.version))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        bins = None if snap.reference is None else snap.reference.bins
+        result = drift_test(w, bins, self.config.drift)
+        self._drift_cache[(snap.model, snap.version)] = (key, result)
+        return result
+
+    def status(self, model: str, version: str, now: float | None = None) -> CalibrationStatus:
+        """Window and since-start figures, reliability bins, drift verdict, label-free signals."""
+        return self.status_of(self.snapshot(model, version, now))
+
+    def status_of(self, snap: ModelSnapshot) -> CalibrationStatus:
+        """The status of a snapshot (what ``status`` and the Prometheus collector read)."""
+        ref = snap.reference
+        drift, cfg = self.drift(snap), self.config.drift
+        return CalibrationStatus(
+            model=snap.model, version=snap.version, as_of=snap.now,
+            window_seconds=self.config.window_seconds,
+            window=LabelledFigures.of(snap.window),
+            since_start=LabelledFigures.of(snap.since_start),
+            predictions_since_start=snap.predictions_total,
+            label_coverage=(snap.window.total / snap.window_predictions
+                            if snap.window_predictions else None),
+            reliability=reliability_bins(snap.window, None if ref is None
+                                         else reference_statistics(ref)),
+            reference=None if ref is None else _reference_summary(ref),
+            drift=DriftStatus(verdict=drift.verdict.value, statistic=drift.statistic,
+                              threshold=drift.threshold, p_value=drift.p_value, n=drift.n,
+                              min_labels=cfg.min_labels, quantile=cfg.quantile),
+            label_free=_label_free(snap, cfg.min_labels),
+        )
+
+    def collector(self) -> MonitorCollector:
+        """A Prometheus collector reading this monitor at scrape time (register it yourself)."""
+        return MonitorCollector(self)
+
+
+def _check_predictions(ids: Sequence[str], conf: np.ndarray, pred: np.ndarray) -> None:
+    if not len(ids) == conf.size == pred.size:
+        raise MonitorInputError(f"{len(ids)} ids, {conf.size} confidences, {pred.size} classes")
+    if conf.size and not (np.isfinite(conf).all() and conf.min() >= 0.0 and conf.max() <= 1.0):
+        raise MonitorInputError("confidences must be finite and lie in [0, 1]")
+    if pred.size and (not np.issubdtype(pred.dtype, np.integer) or pred.min() < 0):
+        raise MonitorInputError("predicted classes must be non-negative integers")
+
+
+def _reference_summary(ref: ReferenceFigures) -> ReferenceSummary:
+    stats = reference_statistics(ref)
+    mean_conf = float(stats.confidence_sums.sum() / max(stats.total, 1))
+    return ReferenceSummary(n=ref.n, ece=ref.ece, accuracy=ref.accuracy, mean_confidence=mean_conf)
+
+
+def _label_free(snap: ModelSnapshot, min_predictions: int) -> LabelFreeSignals:
+    """Mean confidence of the window's predictions and PSI of their histogram vs the reference."""
+    n = snap.window_predictions
+    ref = snap.reference
+    shift = None if ref is None else psi(snap.histogram, ref.confidence_histogram.fractions)
+    return LabelFreeSignals(
+        predictions=n, mean_confidence=snap.window_confidence_sum / n if n else None,
+        reference_mean_confidence=None if ref is None else _reference_summary(ref).mean_confidence,
+        confidence_psi=shift,
+        confidence_shift=shift is not None and n >= min_predictions and shift > PSI_SHIFT,
+    )
