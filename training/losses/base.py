@@ -15,12 +15,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from calibration.errors import CandorError
+from training.errors import TrainingError
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
-class LossError(CandorError, ValueError):
+class LossError(TrainingError, ValueError):
     """Base class of the training-loss errors (user-fixable: the CLI reports them in one line)."""
 
 
