@@ -69,3 +69,9 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run promtool with text in and out (never raises on a non-zero exit)."""
+    return subprocess.run([require_binary("promtool"), *args], input=stdin, capture_output=True,
+                          timeout=120, check=False, text=True)
