@@ -11,7 +11,7 @@ Training step::
     loss = loss_fn(model(x_in), t)         # forward(logits (B, K), targets); reduction 'mean'
     # accuracy and other metrics use the original y, never t
 
-Validation pass (after each training epoch, no grad; the split also used for model selection)::
+Validation pass (after each training epoch, no grad, on the validation split, never test)::
 
     stats = {}
     for x, y in val:
@@ -21,6 +21,9 @@ Validation pass (after each training epoch, no grad; the split also used for mod
     # DDP: all_reduce(SUM) every tensor in stats, on every rank, before end_epoch
     loss_fn.end_epoch(stats, epoch)          # epoch counts from 0; cals updates lambda and rho
     log.update(loss_fn.summary())            # {}, or lambda_mean, rho_mean, ... for cals
+
+Mixup draws its weights and permutations from ``LOSSES["mixup"](generator=...)``, a seeded
+``torch.Generator``, for reproducible runs (the global RNG otherwise).
 
 Checkpoints: save ``loss_fn.state_dict()`` beside the model's and ``load_state_dict`` it on resume
 (cals keeps lambda, rho and the previous class-mean constraint there; the others are stateless).

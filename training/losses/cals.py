@@ -148,6 +148,7 @@ class ClassAdaptiveLabelSmoothing(CalibrationLoss):
         self.previous_hbar.copy_(hbar)
 
     def summary(self) -> dict[str, float]:
+        """Mean, smallest and largest lambda_k over classes; mean and largest rho_k."""
         return {
             "lambda_mean": self.lambdas.mean().item(),
             "lambda_min": self.lambdas.min().item(),
