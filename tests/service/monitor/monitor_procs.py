@@ -1,16 +1,21 @@
-"""Real processes the monitor tests start: redis-server (and Prometheus) on free loopback ports.
+"""Real processes the monitor tests start: redis-server, promtool, Prometheus, on loopback ports.
 
 Missing system binaries fail (never skip): `make test` installs them via scripts/system-deps.sh.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -75,3 +80,60 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
     """Run promtool with text in and out (never raises on a non-zero exit)."""
     return subprocess.run([require_binary("promtool"), *args], input=stdin, capture_output=True,
                           timeout=120, check=False, text=True)
+
+
+@dataclass
+class PrometheusServer:
+    """The Debian package's Prometheus on a free loopback port, storage in ``directory``."""
+
+    directory: Path
+    rule_files: list[Path]
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        self.port = self.port or free_port()
+        config = self.directory / "prometheus.yml"
+        rules = "".join(f"\n  - {path}" for path in self.rule_files)
+        config.write_text(f"global:\n  evaluation_interval: 1s\nrule_files:{rules}\n"
+                          "scrape_configs: []\n")
+        cmd = [require_binary("prometheus"), f"--config.file={config}",
+               f"--storage.tsdb.path={self.directory / 'data'}",
+               f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"prometheus did not become ready on port {self.port} within {timeout} s")
+
+    def api(self, path: str, **params: str) -> dict[str, Any]:
+        """GET /api/v1/<path>; answers with the decoded JSON even on 4xx (bad queries)."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            exc.close()
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None

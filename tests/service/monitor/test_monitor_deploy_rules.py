@@ -1,0 +1,27 @@
+"""deploy/prometheus: promtool checks the config and rules and runs the rules' unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor_procs import promtool
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
+
+
+def test_prometheus_config_and_its_rule_files_are_valid() -> None:
+    result = promtool("check", "config", str(DEPLOY / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_are_valid() -> None:
+    result = promtool("check", "rules", str(DEPLOY / "rules.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 12 rules found" in result.stdout
+
+
+def test_rules_unit_tests_pass() -> None:
+    """Hand-computed fleet ECE and reliability bins; each alert fires and stays quiet on cue."""
+    result = promtool("test", "rules", str(DEPLOY / "rules_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
