@@ -137,12 +137,14 @@ class Monitor:
         """The window's drift verdict, cached while the window's sums do not change."""
         w = snap.window
         key = w.counts.tobytes() + w.confidence_sums.tobytes() + w.correct_sums.tobytes()
-        cached = self._drift_cache.get((snap.model, snap.version))
+        with self._lock:
+            cached = self._drift_cache.get((snap.model, snap.version))
         if cached is not None and cached[0] == key:
             return cached[1]
         bins = None if snap.reference is None else snap.reference.bins
-        result = drift_test(w, bins, self.config.drift)
-        self._drift_cache[(snap.model, snap.version)] = (key, result)
+        result = drift_test(w, bins, self.config.drift)  # outside the lock: a few milliseconds
+        with self._lock:
+            self._drift_cache[(snap.model, snap.version)] = (key, result)
         return result
 
     def status(self, model: str, version: str, now: float | None = None) -> CalibrationStatus:

@@ -1,0 +1,1 @@
+"""Candor's serving stage: FastAPI + ONNX Runtime, never torch."""

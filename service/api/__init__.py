@@ -1,0 +1,1 @@
+"""HTTP routers, one per resource; handlers parse, delegate and answer."""

@@ -1,0 +1,64 @@
+"""Reading and decoding request bodies: size limit first, orjson for speed, field-naming errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import Request
+from numpy.typing import NDArray
+
+from service.errors import BadRequest, PayloadTooLarge
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes (header or stream)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes", field="body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """Parse a JSON object; NaN / Infinity literals are reported by name (orjson rejects them)."""
+    if not body:
+        raise BadRequest("request body is empty; expected a JSON object", field="body")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        value = _parse_lenient(body, exc)
+    if not isinstance(value, dict):
+        raise BadRequest(f"expected a JSON object, got {type(value).__name__}", field="body")
+    return value
+
+
+def _parse_lenient(body: bytes, original: Exception) -> Any:
+    """Re-parse with the stdlib (which accepts NaN/Infinity) only to name non-finite values later."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest(f"body is not valid JSON: {original}", field="body") from original
+
+
+def numeric_array(value: Any, field: str, max_items: int) -> NDArray[np.float64]:
+    """A non-empty rectangular numeric array of at most ``max_items`` rows (JSON numbers only)."""
+    if not isinstance(value, list):
+        raise BadRequest(f"must be a list of instances, got {type(value).__name__}", field=field)
+    if not value:
+        raise BadRequest("must contain at least one instance", field=field)
+    if len(value) > max_items:
+        raise BadRequest(f"{len(value)} instances exceed the limit of {max_items} per request", field=field)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("instances must be equally shaped nested lists of numbers "
+                         f"({str(exc).splitlines()[0]})", field=field) from exc
+    return array

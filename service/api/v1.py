@@ -1,0 +1,86 @@
+"""Simple JSON prediction (KServe V1 style): ``POST /v1/models/{m}:predict``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from numpy.typing import NDArray
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from service.api.body import decode_json_object, numeric_array, read_limited_body
+from service.api.deps import RepositoryDep, SettingsDep
+from service.engine import Engine
+from service.errors import BadRequest
+
+router = APIRouter(tags=["predict"])
+
+
+class Prediction(BaseModel):
+    """One instance's answer: calibrated probabilities by class name."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    prediction_id: str
+
+
+class PredictResponse(BaseModel):
+    """Answer to ``:predict``."""
+
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["instances"],
+            "properties": {"instances": {
+                "type": "array", "minItems": 1,
+                "description": "images as nested lists of numbers in the model's input range "
+                               "(0-255 for the bundled model), each of the model's instance shape",
+                "items": {"type": "array"},
+            }},
+        }}},
+    }
+}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid body; `error` says what, `field` says where"},
+    404: {"description": "unknown model"},
+    413: {"description": "body too large"},
+}
+
+
+@router.post("/v1/models/{model_name}:predict", response_model=PredictResponse,
+             openapi_extra=PREDICT_BODY, responses=ERRORS)
+async def predict(model_name: str, request: Request, repository: RepositoryDep,
+                  settings: SettingsDep) -> PredictResponse:
+    """Calibrated probabilities for each instance, with a prediction_id to send labels for later."""
+    engine = repository.get(model_name)
+    body = decode_json_object(await read_limited_body(request, settings.max_body_bytes))
+    if "instances" not in body:
+        raise BadRequest("is required (a list of instances)", field="instances")
+    raw = numeric_array(body["instances"], "instances", settings.max_instances)
+    batch = engine.preprocess(raw, "instances")
+    probs = await run_in_threadpool(engine.predict, batch)
+    return PredictResponse(model_name=engine.manifest.name, model_version=engine.manifest.version,
+                           predictions=to_predictions(engine, probs))
+
+
+def to_predictions(engine: Engine, probs: NDArray[np.float32]) -> list[Prediction]:
+    """Label, confidence, per-class probabilities and a fresh prediction_id per row."""
+    classes = engine.manifest.classes
+    top = probs.argmax(axis=1)
+    return [
+        Prediction(label=classes[int(k)], confidence=float(row[k]),
+                   probabilities=dict(zip(classes, row.tolist(), strict=True)),
+                   prediction_id=uuid.uuid4().hex)
+        for row, k in zip(probs, top, strict=True)
+    ]

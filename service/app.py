@@ -1,0 +1,59 @@
+"""The app factory: settings in, a FastAPI app out; artifacts are loaded in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from service.api import v1, v2
+from service.errors import ServiceError
+from service.http_metrics import HttpMetrics
+from service.repository import Repository, load_repository
+from service.settings import Settings
+
+
+def create_app(settings: Settings, repository: Repository | None = None) -> FastAPI:
+    """Build the app. Without ``repository``, every artifact under settings.models_dir is loaded
+    (and verified) at start-up; a bad artifact stops start-up with an error naming file and field."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.repository = repository or load_repository(
+            settings.models_dir, settings.providers, settings.intra_op_threads)
+        yield
+
+    app = FastAPI(title="Candor", version="0.1.0", lifespan=lifespan,
+                  description="Calibrated probabilities for neural classifiers, with calibration monitoring.")
+    app.state.settings = settings
+    app.state.registry = registry = CollectorRegistry()
+    http_metrics = HttpMetrics(registry)
+    app.middleware("http")(http_metrics.middleware)
+    install_error_handlers(app)
+    app.include_router(v1.router)
+    app.include_router(v2.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus exposition of this app's registry (served at /metrics, no redirect)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """ServiceError -> its status with ``{"error", "field"}``; request validation -> 422, same shape."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse({"error": f"{field}: {first.get('msg')}", "field": field}, status_code=422)

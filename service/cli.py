@@ -1,0 +1,51 @@
+"""``candor serve``: verify every artifact, then run uvicorn (uvloop + httptools, one worker)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_service_commands(commands: Any) -> None:
+    """Register ``serve`` and ``schema`` on the top-level subparsers."""
+    serve = commands.add_parser("serve", help="serve calibrated probabilities over HTTP")
+    serve.add_argument("--host", help="bind address (CANDOR_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (CANDOR_PORT; default 8000)")
+    serve.add_argument("--models-dir", type=Path, help="artifact root (CANDOR_MODELS_DIR; default: bundled)")
+    serve.set_defaults(handler=run_serve)
+
+    schema = commands.add_parser("schema", help="write the manifest JSON Schema")
+    schema.add_argument("--out", type=Path, default=Path("models/manifest.schema.json"))
+    schema.set_defaults(handler=run_schema)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Load settings (CLI flags override CANDOR_* variables), verify artifacts, serve."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.repository import load_repository
+    from service.settings import Settings
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port,
+                                   "models_dir": args.models_dir}.items() if v is not None}
+    settings = Settings(**overrides)
+    repository = load_repository(settings.models_dir, settings.providers, settings.intra_op_threads)
+    if len(repository) == 0:
+        print(f"candor: warning: no artifacts under {settings.models_dir}; /v2/health/ready is false")
+    for name, versions in repository.models.items():
+        for version, engine in versions.items():
+            print(f"candor: serving {name} v{version} ({engine.manifest.calibration.kind}, {engine.provider})")
+    uvicorn.run(create_app(settings, repository), host=settings.host, port=settings.port,
+                log_level=settings.log_level, loop="uvloop", http="httptools", access_log=False)
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    """Write models/manifest.schema.json from the pydantic model."""
+    from calibration.manifest import write_json_schema
+
+    write_json_schema(args.out)
+    print(f"wrote {args.out}")
+    return 0

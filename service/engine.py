@@ -1,0 +1,117 @@
+"""ONNX Runtime engines: one per artifact, verified against its manifest before serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from calibration.manifest import Manifest, verify_artifact
+from service.errors import ArtifactError, BadRequest
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def requested_providers(choice: str) -> list[str]:
+    """Providers to ask for: CUDA first when wanted and compiled in, CPU always as fallback."""
+    if choice in ("auto", "cuda") and CUDA in ort.get_available_providers():
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def open_session(path: Path, providers: str, intra_op_threads: int) -> ort.InferenceSession:
+    """Create the session; ``session.get_providers()`` (not the available list) says what runs."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=requested_providers(providers))
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph classes
+        raise ArtifactError(f"ONNX Runtime cannot load it: {exc}", field=str(path)) from exc
+    if providers == "cuda" and session.get_providers()[0] != CUDA:
+        raise ArtifactError("CUDA was requested (CANDOR_PROVIDERS=cuda) but did not load", field=str(path))
+    return session
+
+
+@dataclass
+class Engine:
+    """A loaded artifact: manifest + session. ``predict`` maps raw instances to probabilities."""
+
+    manifest: Manifest
+    session: ort.InferenceSession
+    directory: Path
+
+    @property
+    def provider(self) -> str:
+        """The execution provider actually in use."""
+        return str(self.session.get_providers()[0])
+
+    @property
+    def instance_shape(self) -> tuple[int, ...]:
+        """Per-instance input shape (C, H, W) from the manifest."""
+        return tuple(int(d) for d in self.manifest.input.shape[1:] if d is not None)
+
+    def preprocess(self, raw: NDArray[np.float64], field: str) -> NDArray[np.float32]:
+        """Check shape and range of raw instances, then (x * scale - mean_c) / std_c as float32."""
+        shape = self.instance_shape
+        if raw.ndim == len(shape) and shape[0] == 1:
+            raw = raw[:, None]  # accept (N, H, W) for single-channel models
+        if raw.ndim != len(shape) + 1 or tuple(raw.shape[1:]) != shape:
+            raise BadRequest(f"each instance must have shape {list(shape)}"
+                             + (f" or {list(shape[1:])}" if shape[0] == 1 else "")
+                             + f", got {list(raw.shape[1:])}", field=field)
+        check_finite_and_range(raw, self.manifest.preprocessing.input_range, field)
+        pre = self.manifest.preprocessing
+        mean = np.asarray(pre.mean, dtype=np.float64).reshape(1, -1, *([1] * (len(shape) - 1)))
+        std = np.asarray(pre.std, dtype=np.float64).reshape(mean.shape)
+        return ((raw * pre.scale - mean) / std).astype(np.float32)
+
+    def predict(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Calibrated probabilities (N, K) from the fused graph (blocking; call off the event loop)."""
+        name = self.manifest.input.name
+        out: NDArray[np.float32] = self.session.run([self.manifest.output.name], {name: batch})[0]
+        return out
+
+
+def check_finite_and_range(raw: NDArray[np.float64], bounds: tuple[float, float], field: str) -> None:
+    """Reject NaN / infinity and values outside the manifest's input range, naming the element."""
+    bad = ~np.isfinite(raw)
+    if bad.any():
+        raise BadRequest("NaN and infinity are not allowed", field=element_path(field, bad))
+    low, high = bounds
+    outside = (raw < low) | (raw > high)
+    if outside.any():
+        value = raw[tuple(np.argwhere(outside)[0])]
+        raise BadRequest(f"value {value:g} is outside the input range [{low:g}, {high:g}]",
+                         field=element_path(field, outside))
+
+
+def element_path(field: str, mask: NDArray[np.bool_]) -> str:
+    """'instances[i][j]...' of the first True element of a mask."""
+    return field + "".join(f"[{int(i)}]" for i in np.argwhere(mask)[0])
+
+
+def load_engine(directory: Path, providers: str = "auto", intra_op_threads: int = 0) -> Engine:
+    """Verify sha256 and schema, open the session, and check the graph's I/O against the manifest."""
+    manifest = verify_artifact(directory)
+    session = open_session(directory / manifest.onnx_file, providers, intra_op_threads)
+    check_graph_matches(session, manifest, directory)
+    return Engine(manifest=manifest, session=session, directory=directory)
+
+
+def check_graph_matches(session: ort.InferenceSession, manifest: Manifest, directory: Path) -> None:
+    """Input / output names and non-batch dims of the graph must equal the manifest's."""
+    where = str(directory / "manifest.json")
+    for kind, spec, graph_io in (("input", manifest.input, session.get_inputs()),
+                                 ("output", manifest.output, session.get_outputs())):
+        names = {g.name: g for g in graph_io}
+        if spec.name not in names:
+            raise ArtifactError(f"graph has no {kind} named '{spec.name}' (has {sorted(names)})",
+                                field=f"{where}: {kind}.name")
+        graph_dims = [d if isinstance(d, int) else None for d in names[spec.name].shape]
+        if graph_dims[1:] != spec.shape[1:]:
+            raise ArtifactError(f"graph {kind} shape {graph_dims} does not match manifest {spec.shape}",
+                                field=f"{where}: {kind}.shape")

@@ -1,0 +1,71 @@
+"""Real processes: `candor serve` started on a free loopback port and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A port the OS reports free on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_process(models_dir: Path, extra_env: dict[str, str] | None = None,
+                  timeout: float = 60.0) -> Iterator[str]:
+    """Run `candor serve` until ready; yield its base URL; SIGTERM it and wait at the end."""
+    port = free_port()
+    env = {**os.environ, **(extra_env or {})}
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "candor.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--models-dir", str(models_dir)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc, log, timeout)
+            yield url
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str], log: IO[str], timeout: float) -> None:
+    """Poll /v2/health/ready; fail with the process output if it dies or never becomes ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"candor serve exited with {proc.returncode}:\n{log.read()}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).json().get("ready"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"candor serve at {url} not ready after {timeout}s")
