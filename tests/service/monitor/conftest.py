@@ -25,12 +25,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 StoreFactory = Callable[[StoreLimits], PredictionStore]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
-) -> Iterator[StoreFactory]:
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Builds stores of one backend; each call is another handle on the same data (a replica)."""
     prefix = f"t{uuid.uuid4().hex[:12]}:"
+    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else ""
     opened: list[PredictionStore] = []
 
     def build(limits: StoreLimits) -> PredictionStore:
@@ -38,7 +37,7 @@ def make_store(
         if request.param == "sqlite":
             store = SQLiteStore(tmp_path / "predictions.db", limits)
         else:
-            store = RedisStore(redis_server.url, limits, prefix=prefix)
+            store = RedisStore(redis_url, limits, prefix=prefix)
         opened.append(store)
         return store
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from monitor_procs import PrometheusServer
 
+pytestmark = pytest.mark.e2e  # starts a real Prometheus
 REPO = Path(__file__).resolve().parents[3]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "candor-calibration.json"

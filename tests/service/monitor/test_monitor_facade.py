@@ -12,6 +12,7 @@ from monitor_data import T0, FakeClock, draw_confidences, draw_outcomes, make_re
 from calibration.binning import BinStatistics
 from service.monitor import Monitor, MonitorConfig, SQLiteStore
 from service.monitor.errors import MonitorInputError, UnknownModelError
+from service.monitor.store import Outcome
 
 
 @pytest.fixture
@@ -113,4 +114,4 @@ def test_concurrent_calls_from_a_thread_pool_lose_nothing(store: SQLiteStore) ->
     status = monitor.status("fm", "1")
     assert accepted == status.window.labels == 24 * 50
     assert status.predictions_since_start == 24 * 50
-    assert monitor.feedback_counts()["duplicate"] == 24 * 10
+    assert monitor.feedback_counts()[Outcome.DUPLICATE] == 24 * 10

@@ -10,6 +10,7 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from monitor_procs import RedisServer, free_port
 
 from service.monitor.redis_store import RedisStore
@@ -72,6 +73,7 @@ def test_sqlite_concurrent_puts_from_a_thread_pool_all_land(tmp_path: Path) -> N
     store.close()
 
 
+@pytest.mark.e2e
 def test_redis_with_appendonly_keeps_state_across_a_restart(tmp_path: Path) -> None:
     server = RedisServer(tmp_path, free_port(), appendonly=True).start()
     try:
