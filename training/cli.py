@@ -12,7 +12,10 @@ def add_training_commands(commands: Any) -> None:
     train = commands.add_parser("train", help="train a classifier and keep the best checkpoint")
     train.add_argument("--data", default="fashion-mnist", help="fashion-mnist | digits")
     train.add_argument("--model", dest="architecture", default="small-cnn", help="architecture name")
-    train.add_argument("--loss", default="ce", help="training loss (ce)")
+    train.add_argument("--loss", default="ce",
+                       help="training loss: ce, ls, focal, flsd53, ecp, mbls, cals, mixup")
+    train.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",
+                       help="loss hyper-parameter, repeatable (e.g. --loss-param gamma=3)")
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=1e-3)
@@ -41,6 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
     from training.trainer import TrainConfig, train
 
     config = TrainConfig(data=args.data, architecture=args.architecture, loss=args.loss,
+                         loss_params=parse_loss_params(args.loss_param),
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, seed=args.seed,
                          validation_fraction=args.validation_fraction, train_subset=args.train_subset)
@@ -65,3 +69,19 @@ def run_export(args: argparse.Namespace) -> int:
     target = export_run(args.run, args.name, args.version, args.models_dir, force=args.force)
     print(f"wrote {target}")
     return 0
+
+
+def parse_loss_params(pairs: list[str]) -> dict[str, float]:
+    """``["gamma=3", "alpha=0.1"]`` -> ``{"gamma": 3.0, "alpha": 0.1}``; a bad pair names itself."""
+    from training.errors import TrainingError
+
+    params: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise TrainingError(f"--loss-param {pair!r}: expected NAME=NUMBER, e.g. gamma=3")
+    return params

@@ -20,11 +20,13 @@ from tqdm import tqdm
 from calibration.metrics import accuracy, ece
 from training.data import ImageDataset, channel_statistics, load_dataset, normalize, split_train_validation
 from training.errors import RunDirectoryError, TrainingError
+from training.losses import CalibrationLoss, add_statistics, build_loss
 from training.networks import build_network
 
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 LOG_FILE = "log.jsonl"
+CORE_LOG_FIELDS = ("epoch", "loss", "accuracy", "val_accuracy", "val_ece", "seconds")
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
     return torch.cat(chunks)
 
 
-def train_one_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+def train_one_epoch(model: nn.Module, loss_fn: CalibrationLoss, optimizer: torch.optim.Optimizer,
                     data: tuple[torch.Tensor, torch.Tensor], config: TrainConfig, epoch: int,
                     clip_norm: float = 2.0) -> tuple[float, float]:
     """One pass over shuffled batches; returns (mean loss, training accuracy)."""
@@ -115,8 +117,9 @@ def train_one_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim
     for start in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, unit="batch"):
         idx = order[start : start + config.batch_size]
         xb, yb = x[idx].to(device), y[idx].to(device)
-        logits = model(xb)
-        loss = loss_fn(logits, yb)
+        x_in, targets = loss_fn.mix_batch(xb, yb)
+        logits = model(x_in)
+        loss = loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
@@ -126,19 +129,26 @@ def train_one_epoch(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim
     return total_loss / len(y), correct / len(y)
 
 
-def evaluate_split(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-    """Accuracy and ECE of softmax(logits) on a split."""
-    probs = torch.softmax(predict_logits(model, data[0]), dim=1).double().numpy()
+def validation_epoch(model: nn.Module, loss_fn: CalibrationLoss, data: tuple[torch.Tensor, torch.Tensor],
+                     epoch: int) -> dict[str, float]:
+    """Accuracy and ECE on the validation split; per-epoch loss updates (CALS multipliers) from it."""
+    logits = predict_logits(model, data[0])
+    probs = torch.softmax(logits, dim=1).double().numpy()
     labels = data[1].numpy()
-    return {"accuracy": accuracy(probs, labels), "ece": ece(probs, labels)}
+    device = next(loss_fn.buffers(), logits).device
+    with torch.no_grad():
+        stats = add_statistics({}, loss_fn.validation_statistics(logits.to(device)))
+    loss_fn.end_epoch(stats, epoch)
+    return {"val_accuracy": accuracy(probs, labels), "val_ece": ece(probs, labels), **loss_fn.summary()}
 
 
-def save_checkpoint(path: Path, model: nn.Module, config: TrainConfig, prepared: PreparedData,
-                    epoch: int, metrics: dict[str, float]) -> None:
+def save_checkpoint(path: Path, model: nn.Module, loss_fn: CalibrationLoss, config: TrainConfig,
+                    prepared: PreparedData, epoch: int, metrics: dict[str, float]) -> None:
     """A self-describing checkpoint: weights plus config, classes, input shape and normalisation."""
     torch.save({
         "config": asdict(config),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "loss_state": {k: v.detach().cpu() for k, v in loss_fn.state_dict().items()},
         "classes": prepared.dataset.classes,
         "input_shape": list(prepared.dataset.input_shape),
         "mean": prepared.mean, "std": prepared.std,
@@ -161,35 +171,42 @@ def load_checkpoint(run_dir: Path, name: str = BEST_CHECKPOINT) -> tuple[nn.Modu
 def train(config: TrainConfig, out_dir: Path, dataset: ImageDataset | None = None) -> dict[str, float]:
     """Train, log one line per epoch (and JSON lines), keep the best-by-validation-accuracy checkpoint."""
     config.validate()
-    if config.loss != "ce":
-        raise TrainingError(f"--loss {config.loss}: only 'ce' is available in this build")
     seed_everything(config.seed)
     prepared = prepare_data(config, dataset)
     device = choose_device()
     model = build_network(config.architecture, prepared.dataset.input_shape,
                           len(prepared.dataset.classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = make_loss(config, len(prepared.dataset.classes), device)
     out_dir.mkdir(parents=True, exist_ok=True)
     best: dict[str, float] = {"val_accuracy": -1.0}
     for epoch in range(config.epochs):
         started = time.perf_counter()
         loss, train_acc = train_one_epoch(model, loss_fn, optimizer, prepared.train, config, epoch)
-        val = evaluate_split(model, prepared.validation)
-        record = {"epoch": epoch + 1, "loss": loss, "accuracy": train_acc, "val_accuracy": val["accuracy"],
-                  "val_ece": val["ece"], "seconds": time.perf_counter() - started}
+        val = validation_epoch(model, loss_fn, prepared.validation, epoch)
+        record = {"epoch": epoch + 1, "loss": loss, "accuracy": train_acc, **val,
+                  "seconds": time.perf_counter() - started}
         log_epoch(out_dir, record, config.epochs)
-        save_checkpoint(out_dir / LAST_CHECKPOINT, model, config, prepared, epoch + 1, record)
+        save_checkpoint(out_dir / LAST_CHECKPOINT, model, loss_fn, config, prepared, epoch + 1, record)
         if record["val_accuracy"] > best["val_accuracy"]:
             best = record
-            save_checkpoint(out_dir / BEST_CHECKPOINT, model, config, prepared, epoch + 1, record)
+            save_checkpoint(out_dir / BEST_CHECKPOINT, model, loss_fn, config, prepared, epoch + 1, record)
     return best
+
+
+def make_loss(config: TrainConfig, num_classes: int, device: torch.device) -> CalibrationLoss:
+    """The registered loss with the run's hyper-parameters; mixup draws from a seeded generator."""
+    params: dict[str, object] = dict(config.loss_params)
+    if config.loss == "mixup":
+        params["generator"] = torch.Generator(device=device).manual_seed(config.seed)
+    return build_loss(config.loss, num_classes=num_classes, **params).to(device)
 
 
 def log_epoch(out_dir: Path, record: dict[str, float], epochs: int) -> None:
     """Print the per-epoch line and append it to log.jsonl."""
+    extras = "".join(f"  {k} {v:.3g}" for k, v in record.items() if k not in CORE_LOG_FIELDS)
     tqdm.write(f"epoch {int(record['epoch'])}/{epochs}  loss {record['loss']:.4f}  "
                f"acc {record['accuracy']:.4f}  val_acc {record['val_accuracy']:.4f}  "
-               f"val_ece {record['val_ece']:.4f}  ({record['seconds']:.1f}s)")
+               f"val_ece {record['val_ece']:.4f}{extras}  ({record['seconds']:.1f}s)")
     with (out_dir / LOG_FILE).open("a") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -37,7 +37,7 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("override", "option"), [
     ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": -1.0}, "--lr"),
-    ({"loss": "nope"}, "--loss"), ({"data": "nope"}, "data set"), ({"architecture": "nope"}, "architecture"),
+    ({"loss": "nope"}, "loss must be one of"), ({"data": "nope"}, "data set"), ({"architecture": "nope"}, "architecture"),
 ])
 def test_bad_options_name_the_option(tmp_path: Path, override: dict, option: str) -> None:
     with pytest.raises(TrainingError, match=option):
@@ -47,3 +47,18 @@ def test_bad_options_name_the_option(tmp_path: Path, override: dict, option: str
 def test_missing_checkpoint_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(RunDirectoryError, match="candor train"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("loss", ["ce", "ls", "focal", "flsd53", "ecp", "mbls", "cals", "mixup"])
+def test_every_registered_loss_trains_and_checkpoints_its_state(tmp_path: Path, loss: str) -> None:
+    best = train(TrainConfig(data="digits", epochs=1, batch_size=128, loss=loss), tmp_path)
+    assert best["loss"] == best["loss"]  # finite, not NaN
+    _, ckpt = load_checkpoint(tmp_path)
+    assert TrainConfig(**ckpt["config"]).loss == loss
+    if loss == "cals":
+        assert {"lambdas", "rhos"} <= set(ckpt["loss_state"]) and "lambda_mean" in best
+
+
+def test_bad_loss_parameter_names_it(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="gamma"):
+        train(TrainConfig(data="digits", epochs=1, loss="focal", loss_params={"gamma": -1.0}), tmp_path)
