@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -25,3 +25,36 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_instances: int = Field(default=1024, ge=1, description="instances per request")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # serving: dynamic batching, backpressure, deadlines (service/batching.py)
+    max_batch_size: int = Field(
+        default=64, ge=1, description="most instances coalesced into one ONNX Runtime call")
+    max_queue_delay_ms: float = Field(
+        default=2.0, ge=0, description="longest wait for announced requests to join a batch")
+    max_queue_size: int = Field(
+        default=1024, ge=1, description="instances queued per model version; beyond: 503")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="per-request deadline; past it: 503")
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After (seconds) sent with 503")
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="SIGTERM: longest drain of in-flight requests")
+    # versions and hot reload (service/model_manager.py)
+    default_versions: dict[str, str] = Field(
+        default_factory=dict, description='version for unversioned calls, e.g. {"digits-cnn": "1"}')
+    watch_models: bool = Field(
+        default=False, description="poll models_dir and reload changed artifacts")
+    watch_interval_s: float = Field(default=2.0, gt=0, description="polling interval of watch_models")
+    # security (service/security.py)
+    auth_token: SecretStr | None = Field(
+        default=None, description="bearer token for feedback and repository endpoints (never logged)")
+    auth_inference: bool = Field(default=False, description="require the token for inference too")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="allowed CORS origins; empty: CORS off")
+    access_log: bool = Field(
+        default=False, description="uvicorn access log (method, path, status; never payloads)")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        if self.max_queue_size < self.max_instances:
+            raise ValueError(f"max_queue_size ({self.max_queue_size}) must be >= max_instances "
+                             f"({self.max_instances}), or large requests could never be queued")
+        return self
