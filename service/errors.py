@@ -19,6 +19,10 @@ class ServiceError(CandorError):
         """The JSON body: ``error`` (tritonclient reads it) and ``field``."""
         return {"error": str(self), "field": self.field}
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (Retry-After, WWW-Authenticate); none by default."""
+        return {}
+
 
 class BadRequest(ServiceError):
     """Malformed or invalid request content."""
@@ -42,3 +46,39 @@ class ArtifactError(ServiceError):
     """An artifact that cannot be served (bad ONNX, shapes not matching the manifest)."""
 
     status = 500
+
+
+class Unauthorized(ServiceError):
+    """Missing or wrong bearer token (the token itself is never echoed)."""
+
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class LoadRefused(ServiceError):
+    """A repository load refused: the artifact on disk cannot be served; the previous one stays."""
+
+    status = 400
+
+
+class Unavailable(ServiceError):
+    """Temporarily unable to answer (queue full, deadline passed, shutting down): retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, field: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, field)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class QueueFull(Unavailable):
+    """The model version's bounded queue has no room for this request's instances."""
+
+
+class DeadlineExceeded(Unavailable):
+    """The request was not answered within ``request_timeout_s``."""
