@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -51,6 +51,31 @@ class Settings(BaseSettings):
         default_factory=list, description="allowed CORS origins; empty: CORS off")
     access_log: bool = Field(
         default=False, description="uvicorn access log (method, path, status; never payloads)")
+    # calibration monitor (service/monitoring.py): prediction store and windows
+    state_dir: Path = Field(
+        default=Path(".candor"), description="directory of the default SQLite store (created)")
+    store_url: str | None = Field(
+        default=None, description="sqlite:///ABS/PATH or redis://host:port/db; "
+                                  "default: sqlite in state_dir/predictions.db")
+    retention_seconds: float = Field(
+        default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired")
+    store_capacity: int = Field(
+        default=10_000_000, ge=1, description="predictions kept; beyond, the oldest are evicted")
+    monitor_window_seconds: float = Field(
+        default=3600.0, gt=0, description="sliding calibration window")
+    monitor_buckets: int = Field(default=60, ge=1, description="time buckets per window")
+    drift_min_labels: int = Field(
+        default=200, ge=1, description="fewer labels in the window: drift verdict insufficient_data")
+    max_feedback_labels: int = Field(
+        default=10_000, ge=1, description="labels per POST /v1/feedback")
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url_has_a_known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("sqlite:///", "redis://", "rediss://")):
+            raise ValueError("must start with sqlite:/// (then an absolute path), redis:// "
+                             "or rediss://")
+        return url
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:
