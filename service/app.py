@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from service.api import v1, v2
 from service.errors import ServiceError
 from service.http_metrics import HttpMetrics
-from service.repository import Repository, load_repository
+from service.repository import Repository, load_from_settings
 from service.settings import Settings
 
 
@@ -23,9 +23,9 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.repository = repository or load_repository(
-            settings.models_dir, settings.providers, settings.intra_op_threads)
+        app.state.repository = repository or load_from_settings(settings)
         yield
+        await app.state.repository.drain()  # queued requests finish before the monitor flushes
 
     app = FastAPI(title="Candor", version="0.1.0", lifespan=lifespan,
                   description="Calibrated probabilities for neural classifiers, with calibration monitoring.")

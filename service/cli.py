@@ -25,13 +25,13 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.repository import load_repository
+    from service.repository import load_from_settings
     from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port,
                                    "models_dir": args.models_dir}.items() if v is not None}
     settings = Settings(**overrides)
-    repository = load_repository(settings.models_dir, settings.providers, settings.intra_op_threads)
+    repository = load_from_settings(settings)
     if len(repository) == 0:
         print(f"candor: warning: no artifacts under {settings.models_dir}; /v2/health/ready is false")
     for name, versions in repository.models.items():

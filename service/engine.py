@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from calibration.manifest import Manifest, verify_artifact
+from service.batching import BatchConfig, Batcher
 from service.errors import ArtifactError, BadRequest
 
 CUDA = "CUDAExecutionProvider"
@@ -36,13 +38,31 @@ def open_session(path: Path, providers: str, intra_op_threads: int) -> ort.Infer
     return session
 
 
-@dataclass
+@dataclass(eq=False)
 class Engine:
-    """A loaded artifact: manifest + session. ``predict`` maps raw instances to probabilities."""
+    """A loaded artifact: manifest + session. ``predict`` maps raw instances to probabilities;
+    ``infer`` does the same through the dynamic batcher (off the event loop)."""
 
     manifest: Manifest
     session: ort.InferenceSession
     directory: Path
+    batcher: Batcher | None = field(default=None, repr=False)
+
+    def attach_batcher(self, config: BatchConfig) -> Batcher:
+        """Give this engine its own queue (one per model version); returns it."""
+        self.batcher = Batcher(self.predict, config, f"{self.manifest.name}/{self.manifest.version}")
+        return self.batcher
+
+    def arriving(self) -> AbstractContextManager[None]:
+        """Announce a request being parsed for this engine (see Batcher.arriving)."""
+        return self.batcher.arriving() if self.batcher is not None else nullcontext()
+
+    async def infer(self, batch: NDArray[np.float32], deadline: float | None = None) -> NDArray[np.float32]:
+        """Calibrated probabilities (N, K) through the batcher (503 when full or past the deadline)."""
+        if self.batcher is None:
+            self.attach_batcher(BatchConfig())
+        assert self.batcher is not None
+        return await self.batcher.submit(batch, deadline)
 
     @property
     def provider(self) -> str:

@@ -1,24 +1,52 @@
-"""The model repository: every artifact under models_dir/<name>/<version>/, loaded and verified."""
+"""The model repository: every artifact under models_dir/<name>/<version>/, loaded and verified.
+
+Each engine gets its own batching queue. Unversioned requests go to the pinned default version when
+one is configured, else to the highest. ``replace`` and ``remove`` swap a model's whole version map
+in one assignment on the event loop: a request that already holds an engine finishes on it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibration.manifest import MANIFEST_FILE
+from service.batching import BatchConfig
 from service.engine import Engine, load_engine
 from service.errors import ModelNotFound
+from service.settings import Settings
 
 
 @dataclass
 class Repository:
-    """name -> version -> Engine. Unversioned requests go to the highest version."""
+    """name -> version -> Engine, with the batching config given to every engine added."""
 
     models: dict[str, dict[str, Engine]] = field(default_factory=dict)
+    batching: BatchConfig = field(default_factory=BatchConfig)
+    default_versions: Mapping[str, str] = field(default_factory=dict)
 
     def add(self, engine: Engine) -> None:
         """Register a loaded engine under its manifest's name and version."""
+        self._ready(engine)
         self.models.setdefault(engine.manifest.name, {})[engine.manifest.version] = engine
+
+    def replace(self, name: str, engines: Mapping[str, Engine]) -> None:
+        """Swap in a model's complete version map atomically (empty: the model is removed)."""
+        for engine in engines.values():
+            self._ready(engine)
+        if engines:
+            self.models[name] = dict(engines)
+        else:
+            self.models.pop(name, None)
+
+    def remove(self, name: str) -> dict[str, Engine]:
+        """Unload a model; returns its engines (so the caller can let their queues drain)."""
+        return self.models.pop(name, {})
+
+    def _ready(self, engine: Engine) -> None:
+        if engine.batcher is None:
+            engine.attach_batcher(self.batching)
 
     def get(self, name: str, version: str | None = None) -> Engine:
         """The engine for name (and version); ModelNotFound names what is available."""
@@ -26,24 +54,53 @@ class Repository:
         if not versions:
             raise ModelNotFound(f"unknown model '{name}'; loaded: {sorted(self.models)}", field="model_name")
         if version is None:
-            return versions[max(versions, key=int)]
+            return self._default(name, versions)
         if version not in versions:
             raise ModelNotFound(f"model '{name}' has no version '{version}'; loaded: {sorted(versions, key=int)}",
                                 field="model_version")
         return versions[version]
 
+    def _default(self, name: str, versions: Mapping[str, Engine]) -> Engine:
+        """The pinned default version (settings.default_versions), else the highest."""
+        pinned = self.default_versions.get(name)
+        if pinned is None:
+            return versions[max(versions, key=int)]
+        if pinned not in versions:
+            raise ModelNotFound(f"pinned default version '{pinned}' of model '{name}' is not loaded; "
+                                f"loaded: {sorted(versions, key=int)}", field="model_version")
+        return versions[pinned]
+
+    def engines(self) -> list[Engine]:
+        """Every loaded engine."""
+        return [engine for versions in self.models.values() for engine in versions.values()]
+
+    async def drain(self) -> None:
+        """Wait until every engine's queue is empty (graceful shutdown)."""
+        for engine in self.engines():
+            if engine.batcher is not None:
+                await engine.batcher.drain()
+
     def __len__(self) -> int:
         return sum(len(v) for v in self.models.values())
 
 
-def artifact_directories(models_dir: Path) -> list[Path]:
+def artifact_directories(models_dir: Path, name: str = "*") -> list[Path]:
     """Every <name>/<version>/ directory holding a manifest.json (hidden staging dirs skipped)."""
-    return sorted(p.parent for p in models_dir.glob(f"*/*/{MANIFEST_FILE}") if not p.parent.name.startswith("."))
+    return sorted(p.parent for p in models_dir.glob(f"{name}/*/{MANIFEST_FILE}")
+                  if not p.parent.name.startswith(".") and not p.parent.parent.name.startswith("."))
 
 
-def load_repository(models_dir: Path, providers: str = "auto", intra_op_threads: int = 0) -> Repository:
+def load_repository(models_dir: Path, providers: str = "auto", intra_op_threads: int = 0,
+                    batching: BatchConfig | None = None,
+                    default_versions: Mapping[str, str] | None = None) -> Repository:
     """Load and verify every artifact; the first bad one raises an error naming its file and field."""
-    repository = Repository()
+    repository = Repository(batching=batching or BatchConfig(), default_versions=dict(default_versions or {}))
     for directory in artifact_directories(models_dir):
         repository.add(load_engine(directory, providers, intra_op_threads))
     return repository
+
+
+def load_from_settings(settings: Settings) -> Repository:
+    """``load_repository`` with the providers, threads, batching and pinned versions of settings."""
+    return load_repository(settings.models_dir, settings.providers, settings.intra_op_threads,
+                           BatchConfig.from_settings(settings), settings.default_versions)

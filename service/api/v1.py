@@ -9,7 +9,6 @@ import numpy as np
 from fastapi import APIRouter, Request
 from numpy.typing import NDArray
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from service.api.body import decode_json_object, numeric_array, read_limited_body
 from service.api.deps import RepositoryDep, SettingsDep
@@ -64,12 +63,13 @@ async def predict(model_name: str, request: Request, repository: RepositoryDep,
                   settings: SettingsDep) -> PredictResponse:
     """Calibrated probabilities for each instance, with a prediction_id to send labels for later."""
     engine = repository.get(model_name)
-    body = decode_json_object(await read_limited_body(request, settings.max_body_bytes))
-    if "instances" not in body:
-        raise BadRequest("is required (a list of instances)", field="instances")
-    raw = numeric_array(body["instances"], "instances", settings.max_instances)
-    batch = engine.preprocess(raw, "instances")
-    probs = await run_in_threadpool(engine.predict, batch)
+    with engine.arriving():
+        body = decode_json_object(await read_limited_body(request, settings.max_body_bytes))
+        if "instances" not in body:
+            raise BadRequest("is required (a list of instances)", field="instances")
+        raw = numeric_array(body["instances"], "instances", settings.max_instances)
+        batch = engine.preprocess(raw, "instances")
+    probs = await engine.infer(batch)
     return PredictResponse(model_name=engine.manifest.name, model_version=engine.manifest.version,
                            predictions=to_predictions(engine, probs))
 

@@ -1,0 +1,205 @@
+"""Dynamic batching: one bounded asyncio queue per model version, one ONNX Runtime call at a time.
+
+Requests queue their preprocessed rows; a worker task takes whole requests in arrival order up to
+``max_batch_size`` rows, concatenates them, runs the model in a worker thread (never on the event
+loop) and hands each request its slice. While a call runs, new requests queue up, so the batch size
+follows the load: 1 at concurrency 1 (no added latency), large under load. The worker waits up to
+``max_queue_delay_s`` before a call only while announced requests (``arriving``) are still being
+read and parsed. The queue holds at most ``max_queue_size`` rows: beyond it, QueueFull (503).
+Every request has a deadline: past it, DeadlineExceeded (503) and its rows are skipped if not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.errors import DeadlineExceeded, QueueFull
+
+Array = NDArray[np.float32]
+RunFn = Callable[[Array], Array]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """Batching and backpressure limits of one model version (from Settings)."""
+
+    max_batch_size: int = 64
+    max_queue_delay_s: float = 0.002
+    max_queue_size: int = 1024
+    timeout_s: float = 30.0
+    retry_after_s: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BatchConfig:
+        """Read ``max_batch_size``, ``max_queue_delay_ms``, ``max_queue_size``, ``request_timeout_s``."""
+        return cls(max_batch_size=settings.max_batch_size,
+                   max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
+                   max_queue_size=settings.max_queue_size, timeout_s=settings.request_timeout_s,
+                   retry_after_s=settings.retry_after_s)
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """One request's rows and the future its handler awaits."""
+
+    rows: Array
+    future: asyncio.Future[Array]
+
+
+class Batcher:
+    """Coalesces concurrent ``submit`` calls into single ``run`` calls (see the module docstring)."""
+
+    def __init__(self, run: RunFn, config: BatchConfig, name: str = "model") -> None:
+        self._run = run
+        self.config = config
+        self.name = name
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._arriving = 0
+        self._changed: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.calls = 0  # ONNX Runtime calls made (for tests and benchmarks)
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting for a call (not counting the call in progress)."""
+        return self._queued_rows
+
+    @property
+    def idle(self) -> bool:
+        """No queued rows and no call in progress."""
+        return self._worker is None and not self._queue
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announce a request being read and parsed, so an idle worker may wait for it briefly."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._signal()
+
+    async def submit(self, rows: Array, deadline: float | None = None) -> Array:
+        """Queue ``rows`` (N, ...) and return the model's output for them; 503 errors when full
+        or when the loop-time ``deadline`` (default: now + timeout) passes first."""
+        loop = asyncio.get_running_loop()
+        self._admit(len(rows))
+        pending = _Pending(rows, loop.create_future())
+        self._queue.append(pending)
+        self._queued_rows += len(rows)
+        self._signal()
+        if self._worker is None:
+            self._worker = loop.create_task(self._work())
+        when = loop.time() + self.config.timeout_s if deadline is None else deadline
+        timer = loop.call_at(when, self._expire, pending)
+        try:
+            return await pending.future
+        finally:
+            timer.cancel()
+
+    def _admit(self, n: int) -> None:
+        """Refuse a request whose rows do not fit in the bounded queue."""
+        c = self.config
+        if self._queued_rows + n > c.max_queue_size:
+            raise QueueFull(f"model '{self.name}' queue is full ({self._queued_rows} of "
+                            f"{c.max_queue_size} instances queued); retry later",
+                            field="instances", retry_after_s=c.retry_after_s)
+
+    def _expire(self, pending: _Pending) -> None:
+        """Deadline timer: fail the request unless it was answered."""
+        if not pending.future.done():
+            pending.future.set_exception(DeadlineExceeded(
+                f"no answer within the request deadline of {self.config.timeout_s:g} s",
+                field="request", retry_after_s=self.config.retry_after_s))
+
+    def _signal(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _work(self) -> None:
+        """Run batches until the queue is empty, then exit (the next submit starts a new worker)."""
+        try:
+            while self._queue:
+                await self._await_arrivals()
+                batch = self._take_batch()
+                if batch:
+                    await self._run_batch(batch)
+        finally:
+            self._worker = None
+
+    async def _await_arrivals(self) -> None:
+        """Wait up to max_queue_delay_s while announced requests may still join a partial batch."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.config.max_queue_delay_s
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        while self._arriving and self._queued_rows < self.config.max_batch_size:
+            left = until - loop.time()
+            if left <= 0:
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Pending]:
+        """Whole requests in arrival order up to max_batch_size rows (a larger one goes alone);
+        requests already answered (deadline, client gone) are dropped."""
+        taken: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():
+                self._pop()
+                continue
+            if taken and rows + len(head.rows) > self.config.max_batch_size:
+                break
+            taken.append(self._pop())
+            rows += len(head.rows)
+        return taken
+
+    def _pop(self) -> _Pending:
+        pending = self._queue.popleft()
+        self._queued_rows -= len(pending.rows)
+        return pending
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        """One model call in a worker thread; each request gets its slice (or the exception)."""
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        self.calls += 1
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(None, self._run, rows)
+        except Exception as exc:  # a failed call fails exactly the requests in it
+            for p in batch:
+                _settle(p.future, exception=exc)
+            return
+        start = 0
+        for p in batch:
+            _settle(p.future, result=out[start:start + len(p.rows)])
+            start += len(p.rows)
+
+    async def drain(self) -> None:
+        """Return once every queued request has been run (used at shutdown and on unload)."""
+        while self._worker is not None:
+            await asyncio.shield(self._worker)
+
+
+def _settle(future: asyncio.Future[Array], result: Array | None = None,
+            exception: BaseException | None = None) -> None:
+    """Set a future's outcome unless it already has one (expired or cancelled)."""
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result if result is not None else np.empty(0, np.float32))
