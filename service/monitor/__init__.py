@@ -9,6 +9,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
                                     drift=DriftConfig(min_labels=200)), clock=time.time)
     monitor.add_model(name, version, manifest.reference)        # a model loaded later
     monitor.record_predictions(model, version, ids, confidences, predicted, now=None) -> None
+    monitor.lookup([prediction_id, ...]) -> {prediction_id: PredictionRecord}  # model, classes
     monitor.record_feedback([(prediction_id, label_index), ...], now=None) -> FeedbackResult
     monitor.status(model, version, now=None) -> CalibrationStatus  # GET /v1/models/{m}/calibration
     registry.register(monitor.collector())                       # the app's own CollectorRegistry
@@ -16,6 +17,8 @@ A library the app calls; it reads no settings and starts no threads. The API::
 - ``record_predictions``: ids are the prediction_ids returned to the client, confidences the
   top-label probabilities in [0, 1], predicted the class indices. Stores them for the label join
   (durable when it returns) and counts them in the label-free window.
+- ``lookup``: the stored records (model, version, predicted class) of ids, read-only, so the
+  caller can check labels against the predicted model's classes before ``record_feedback``.
 - ``record_feedback``: the caller maps class names to indices. Idempotent: a label for an id that
   already has one is ``duplicate`` (the first wins); ``unknown`` ids were never stored (or were
   purged/evicted); ``expired`` ones are older than the retention. Accepted labels update the window

@@ -88,6 +88,11 @@ class Monitor:
             state.predicted.update(conf, now=t)
             state.predictions_total += conf.size
 
+    def lookup(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        """Stored predictions of these ids (model, version, predicted class), e.g. to map class
+        names to indices before ``record_feedback``; unknown ids are left out."""
+        return self.store.fetch(ids)
+
     def record_feedback(self, labels: Sequence[tuple[str, int]],
                         now: float | None = None) -> FeedbackResult:
         """Join (prediction_id, label index) pairs; accepted ones update their model's window."""

@@ -105,6 +105,20 @@ class RedisStore:
                          str(int(r.predicted)), repr(float(r.created_at))]
             self._run(self._put_script, args)
 
+    def fetch(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        """Stored records of these ids, labelled or not (one pipelined round trip, read-only)."""
+        unique = list(dict.fromkeys(ids))
+
+        def read() -> list[list[str | None]]:
+            pipe = self._client.pipeline(transaction=False)
+            for pid in unique:
+                pipe.hmget(self.prefix + "p:" + pid, ["m", "v", "c", "k", "t"])
+            return list(pipe.execute())
+
+        replies = self._call(read)
+        return {pid: PredictionRecord(pid, m, v, float(c), int(k), float(t))
+                for pid, (m, v, c, k, t) in zip(unique, replies, strict=True) if m is not None}
+
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
         """Join labels to stored predictions; each script call is atomic across replicas."""
         check_labels(labels)

@@ -107,6 +107,15 @@ class SQLiteStore:
         self._add_meta(conn, "rows", -excess)
         self._add_meta(conn, "evicted", pending)
 
+    def fetch(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        """Stored records of these ids, labelled or not (plain reads, no write transaction)."""
+        with self._lock:
+            try:
+                found = self._fetch(self._conn, list(dict.fromkeys(ids)))
+            except sqlite3.Error as exc:
+                raise StoreError(f"prediction store {self.path} failed: {exc}") from exc
+        return {pid: record for pid, (record, _) in found.items()}
+
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
         """Join labels to stored predictions in one transaction (first label wins)."""
         check_labels(labels)

@@ -3,6 +3,8 @@
 Contract shared by every backend (SQLiteStore, RedisStore):
 
 - ``put(records)`` remembers predictions; a prediction_id already stored is left unchanged.
+- ``fetch(ids)`` reads the stored records of ids (labelled or not, expired ones until purged), so a
+  caller can check labels against the predicted model's classes before ``resolve``; read-only.
 - ``resolve(labels, now)`` joins labels to predictions, one outcome per label, in order:
   ``unknown`` (never stored, purged, or evicted for capacity), ``duplicate`` (already labelled,
   including earlier in the same call; the first label wins), ``expired`` (created more than
@@ -83,6 +85,10 @@ class PredictionStore(Protocol):
 
     def put(self, records: Sequence[PredictionRecord]) -> None:
         """Remember predictions (ids already stored are ignored); durable once it returns."""
+        ...
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        """The stored records of these ids (absent ids are left out); changes nothing."""
         ...
 
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
