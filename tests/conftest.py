@@ -25,7 +25,7 @@ class DigitsArtifact:
 
 @pytest.fixture(scope="session")
 def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> DigitsArtifact:
-    """Train 4 epochs on digits (seconds), fit T on validation, export models/digits-cnn/1."""
+    """Train 4 epochs on digits (seconds), fit TS on validation, export models/digits-cnn/1."""
     from training.calibrate_run import calibrate_run
     from training.export import export_run
     from training.trainer import TrainConfig, train
@@ -33,6 +33,6 @@ def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> DigitsArtifact:
     root = tmp_path_factory.mktemp("digits")
     run_dir, models_dir = root / "run", root / "models"
     train(TrainConfig(data="digits", epochs=4, batch_size=64, seed=0), run_dir)
-    calibrate_run(run_dir)
+    calibrate_run(run_dir, "ts")
     export_run(run_dir, DIGITS_MODEL, "1", models_dir)
     return DigitsArtifact(run_dir, models_dir)

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from calibration.manifest import CalibrationMap
-from training.errors import RunDirectoryError
-from training.posthoc import fit_temperature
+from training.errors import RunDirectoryError, TrainingError
+from training.posthoc import fit_focal_temperature, fit_temperature
 from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
 
 CALIBRATION_FILE = "calibration.json"
+METHODS = ("ts", "fts", "best")
 
 
 def validation_logits(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -23,13 +24,31 @@ def validation_logits(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return predict_logits(model, x).double().numpy(), y.numpy()
 
 
-def calibrate_run(run_dir: Path) -> CalibrationMap:
-    """Fit T by validation NLL and write calibration.json into the run directory."""
+def fit_map(logits: np.ndarray, labels: np.ndarray, method: str) -> tuple[CalibrationMap, dict[str, float]]:
+    """Fit the post-hoc map on validation logits by NLL.
+
+    ts: temperature scaling; fts: focal temperature scaling (METHODS decision 3); best: the lower
+    validation NLL of the two (FTS with gamma = 0 is TS exactly, so a TS fit is kept on ties).
+    """
+    if method not in METHODS:
+        raise TrainingError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    ts = fit_temperature(logits, labels)
+    chosen = CalibrationMap(kind="temperature", temperature=ts.temperature, objective="nll")
+    figures = {"validation_nll_before": ts.nll_before, "validation_nll_ts": ts.nll_after}
+    if method in ("fts", "best"):
+        fts = fit_focal_temperature(logits, labels)
+        figures.update(validation_nll_fts=fts.nll_after, fts_gamma=fts.gamma, fts_temperature=fts.temperature)
+        if method == "fts" or (fts.nll_after < ts.nll_after and fts.gamma != 0):
+            chosen = CalibrationMap(kind="focal_temperature", temperature=fts.temperature, gamma=fts.gamma,
+                                    objective="nll")
+    return chosen, figures
+
+
+def calibrate_run(run_dir: Path, method: str = "best") -> CalibrationMap:
+    """Fit the map on the run's validation split and write calibration.json into the run directory."""
     logits, labels = validation_logits(run_dir)
-    fit = fit_temperature(logits, labels)
-    cmap = CalibrationMap(kind="temperature", temperature=fit.temperature, objective="nll")
-    record = {"map": cmap.model_dump(), "validation_nll_before": fit.nll_before,
-              "validation_nll_after": fit.nll_after, "n_validation": int(labels.shape[0])}
+    cmap, figures = fit_map(logits, labels, method)
+    record = {"map": cmap.model_dump(), "method": method, "n_validation": int(labels.shape[0]), **figures}
     (run_dir / CALIBRATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return cmap
 

@@ -26,8 +26,10 @@ def add_training_commands(commands: Any) -> None:
     train.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/<id>")
     train.set_defaults(handler=run_train)
 
-    calibrate = commands.add_parser("calibrate", help="fit temperature scaling on the run's validation split")
+    calibrate = commands.add_parser("calibrate", help="fit the post-hoc map on the run's validation split")
     calibrate.add_argument("run", type=Path, help="run directory written by `candor train`")
+    calibrate.add_argument("--method", default="best", choices=["ts", "fts", "best"],
+                           help="ts, fts (focal temperature scaling) or best of the two by validation NLL")
     calibrate.set_defaults(handler=run_calibrate)
 
     export = commands.add_parser("export", help="write models/<name>/<version>/ (fused ONNX + manifest)")
@@ -57,8 +59,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     """``candor calibrate``."""
     from training.calibrate_run import calibrate_run
 
-    cmap = calibrate_run(args.run)
-    print(f"{args.run}: temperature T = {cmap.temperature:.4f} (fitted on validation NLL)")
+    cmap = calibrate_run(args.run, args.method)
+    print(f"{args.run}: {cmap.kind} T = {cmap.temperature:.4f}, gamma = {cmap.gamma:g} "
+          "(fitted on validation NLL)")
     return 0
 
 

@@ -24,7 +24,7 @@ from calibration.manifest import (
     ONNX_FILE, CalibrationMap, ConfidenceHistogram, Manifest, Preprocessing, ReferenceFigures,
     ReliabilityBins, TensorSpec, TrainingInfo, UncalibratedFigures, sha256_of, write_manifest,
 )
-from calibration.maps import softmax
+from calibration.maps import focal_temperature_scale, softmax
 from calibration.metrics import accuracy, adaptive_ece, bin_statistics, brier, classwise_ece, ece, nll
 from training.calibrate_run import load_calibration
 from training.errors import ExportParityError, TrainingError
@@ -58,9 +58,17 @@ def run_onnx(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 1024) -> n
 
 
 def torch_probabilities(model: nn.Module, x: torch.Tensor, cmap: CalibrationMap) -> np.ndarray:
-    """The reference path: softmax(net(x) / T) computed by torch."""
+    """The reference path: torch logits, then the map in numpy (calibration.maps), in float64."""
     with torch.no_grad():
-        return torch.softmax(model(x) / cmap.temperature, dim=1).double().numpy()
+        logits = model(x).double().numpy()
+    return apply_map(logits, cmap)
+
+
+def apply_map(logits: np.ndarray, cmap: CalibrationMap) -> np.ndarray:
+    """p = Phi_gamma(softmax(z / T)) for any map kind (none: T = 1, gamma = 0)."""
+    if cmap.kind == "none":
+        return softmax(logits)
+    return focal_temperature_scale(logits, cmap.temperature, cmap.gamma)
 
 
 def check_parity(graph: onnx.ModelProto, model: nn.Module, x: torch.Tensor, cmap: CalibrationMap) -> float:

@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from calibration.manifest import CalibrationMap
+from training.onnx_focal import focal_temperature_nodes
 
 OPSET = 17
 PROBABILITIES = "probabilities"
@@ -28,7 +29,8 @@ def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
 
 
 def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap) -> onnx.ModelProto:
-    """Return a copy whose output ``probabilities`` = map(logits): softmax(z / T) for temperature."""
+    """A copy whose output ``probabilities`` = map(logits): softmax(z), softmax(z / T), or
+    Phi_gamma(softmax(z / T)) for focal temperature scaling (float64 inside the map)."""
     composed = onnx.ModelProto()
     composed.CopyFrom(model)
     logits = logits_output(composed)
@@ -42,8 +44,10 @@ def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap) -> onnx
             helper.make_node("Div", [logits.name, "calib_T"], ["calib_scaled"], name="calib_div_T"),
             helper.make_node("Softmax", ["calib_scaled"], [PROBABILITIES], axis=-1, name="calib_softmax"),
         ]
-    else:
-        raise NotImplementedError(f"calibration map '{cmap.kind}' cannot be fused yet")
+    else:  # focal_temperature
+        nodes, constants = focal_temperature_nodes(logits.name, PROBABILITIES, cmap.temperature,
+                                                   cmap.gamma, num_classes)
+        graph.initializer.extend(constants)
     graph.node.extend(nodes)
     batch = logits.type.tensor_type.shape.dim[0]
     out = helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT,

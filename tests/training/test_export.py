@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from calibration.manifest import load_manifest, verify_artifact
 from calibration.maps import softmax
 from calibration.metrics import ece
 from training import export as export_module
-from training.calibrate_run import CALIBRATION_FILE, load_calibration
+from training.calibrate_run import CALIBRATION_FILE, fit_map, load_calibration
 from training.errors import ExportParityError, RunDirectoryError, TrainingError
 from training.export import export_run, run_onnx
 from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
@@ -81,3 +82,30 @@ def test_export_needs_calibration_first(digits_artifact, tmp_path: Path) -> None
     (run / "best.pt").write_bytes((digits_artifact.run_dir / "best.pt").read_bytes())
     with pytest.raises(RunDirectoryError, match="candor calibrate"):
         export_run(run, "digits-cnn", "1", tmp_path / "models")
+
+
+def test_focal_map_is_fused_and_recorded(digits_artifact, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(digits_artifact.run_dir, run)
+    record = json.loads((run / CALIBRATION_FILE).read_text())
+    record["map"] = {**record["map"], "kind": "focal_temperature", "gamma": 2.0}
+    (run / CALIBRATION_FILE).write_text(json.dumps(record))
+    target = export_run(run, "digits-fts", "1", tmp_path / "models")
+    manifest = verify_artifact(target)
+    assert manifest.calibration.kind == "focal_temperature" and manifest.calibration.gamma == 2.0
+    ops = {node.op_type for node in onnx.load(str(target / "model.onnx")).graph.node}
+    assert {"ArgMax", "IsNaN", "IsInf", "Cast"} <= ops  # focal map nodes in float64, guard included
+
+
+def test_fit_map_methods() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=4, size=(2000, 5))
+    labels = np.array([rng.choice(5, p=p) for p in softmax(logits / 2.5)])
+    ts, _ = fit_map(logits, labels, "ts")
+    fts, figures = fit_map(logits, labels, "fts")
+    best, _ = fit_map(logits, labels, "best")
+    assert ts.kind == "temperature" and fts.kind == "focal_temperature"
+    assert figures["validation_nll_fts"] <= figures["validation_nll_ts"] + 1e-9
+    assert best.kind in ("temperature", "focal_temperature")
+    with pytest.raises(TrainingError, match="--method"):
+        fit_map(logits, labels, "platt")
