@@ -1,14 +1,37 @@
-"""Open Inference Protocol (KServe V2): health and model metadata."""
+"""Open Inference Protocol (KServe V2): health, server and model metadata, readiness, infer.
+
+``infer`` parses the raw body (tritonclient sends no Content-Type) as JSON or with the binary tensor
+data extension; see service/api/v2_tensors.py for the wire format.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
-from service.api.deps import RepositoryDep
+from service.api.body import read_limited_body
+from service.api.deps import RepositoryDep, SettingsDep
+from service.api.openapi import error_responses
+from service.api.v2_schemas import (
+    INFER_BODY,
+    INFER_RESPONSES,
+    ModelMetadata,
+    ModelReady,
+    ServerMetadata,
+    model_metadata_of,
+)
+from service.api.v2_tensors import HEADER_LENGTH, encode_response, output_tensors, parse_infer_request, split_body
+from service.engine import Engine
+from service.errors import BadRequest
+from service.security import InferenceAuth
+from service.settings import Settings
 
 router = APIRouter(tags=["v2"])
+EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+NOT_FOUND = error_responses(404)
 
 
 @router.get("/v2/health/live")
@@ -23,26 +46,74 @@ async def ready(repository: RepositoryDep) -> dict[str, bool]:
     return {"ready": len(repository) > 0}
 
 
-@router.get("/v2/models/{model_name}")
-async def model_metadata(model_name: str, repository: RepositoryDep) -> dict[str, Any]:
-    """V2 model metadata; ``parameters`` carry the calibration map, reference ECE and provider."""
+@router.get("/v2", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> ServerMetadata:
+    """Server name, version and the protocol extensions supported."""
+    return ServerMetadata(name="candor", version=request.app.version, extensions=EXTENSIONS)
+
+
+@router.get("/v2/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND)
+async def model_metadata(model_name: str, repository: RepositoryDep) -> ModelMetadata:
+    """Metadata of the default version; ``parameters`` carry the calibration map, the reference
+    ECE and the execution provider."""
+    return model_metadata_of(repository.get(model_name), repository)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
+            responses=NOT_FOUND)
+async def version_metadata(model_name: str, model_version: str, repository: RepositoryDep) -> ModelMetadata:
+    """Metadata of one version."""
+    return model_metadata_of(repository.get(model_name, model_version), repository)
+
+
+@router.get("/v2/models/{model_name}/ready", response_model=ModelReady, responses=NOT_FOUND)
+async def model_ready(model_name: str, repository: RepositoryDep) -> ModelReady:
+    """200 when the model is loaded (a loaded model is ready), 404 otherwise."""
     engine = repository.get(model_name)
+    return ModelReady(name=engine.manifest.name, version=engine.manifest.version, ready=True)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady,
+            responses=NOT_FOUND)
+async def version_ready(model_name: str, model_version: str, repository: RepositoryDep) -> ModelReady:
+    """200 when this version is loaded, 404 otherwise."""
+    engine = repository.get(model_name, model_version)
+    return ModelReady(name=engine.manifest.name, version=engine.manifest.version, ready=True)
+
+
+@router.post("/v2/models/{model_name}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES,
+             dependencies=[InferenceAuth])
+async def infer(model_name: str, request: Request, repository: RepositoryDep,
+                settings: SettingsDep) -> Response:
+    """Calibrated probabilities, label, confidence and prediction_id for each instance."""
+    return await answer_infer(repository.get(model_name), request, settings)
+
+
+@router.post("/v2/models/{model_name}/versions/{model_version}/infer", openapi_extra=INFER_BODY,
+             responses=INFER_RESPONSES, dependencies=[InferenceAuth])
+async def version_infer(model_name: str, model_version: str, request: Request,
+                        repository: RepositoryDep, settings: SettingsDep) -> Response:
+    """``infer`` on one version."""
+    return await answer_infer(repository.get(model_name, model_version), request, settings)
+
+
+async def answer_infer(engine: Engine, request: Request, settings: Settings) -> Response:
+    """Read and parse the body, run it through the batcher, encode the requested outputs."""
+    if request.headers.get("content-encoding", "identity") != "identity":
+        raise BadRequest("compressed request bodies are not supported", field="Content-Encoding")
     m = engine.manifest
-    return {
-        "name": m.name,
-        "versions": sorted(repository.models[m.name], key=int),
-        "platform": "onnxruntime_onnx",
-        "inputs": [{"name": m.input.name, "datatype": "FP32", "shape": [-1, *m.input.shape[1:]]}],
-        "outputs": [{"name": m.output.name, "datatype": "FP32", "shape": [-1, *m.output.shape[1:]]}],
-        "parameters": {
-            "version": m.version,
-            "classes": m.classes,
-            "calibration_map": m.calibration.kind,
-            "temperature": m.calibration.temperature,
-            "gamma": m.calibration.gamma,
-            "reference_ece": m.reference.ece,
-            "reference_accuracy": m.reference.accuracy,
-            "execution_provider": engine.provider,
-            "preprocessing": m.preprocessing.model_dump(),
-        },
-    }
+    with engine.arriving():
+        body = await read_limited_body(request, settings.max_body_bytes)
+        header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+        parsed = parse_infer_request(header, binary, m.input.name, settings.max_instances)
+        batch = engine.preprocess(parsed.input, "inputs[0].data")
+    probs = await engine.infer(batch)
+    ids = [uuid.uuid4().hex for _ in range(len(probs))]
+    meta: dict[str, Any] = {"model_name": m.name, "model_version": m.version}
+    if parsed.id is not None:
+        meta["id"] = parsed.id
+    content, header_length = encode_response(meta, output_tensors(probs, m.classes, ids), parsed.outputs)
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    return Response(content, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(header_length)})

@@ -1,0 +1,46 @@
+"""Bearer-token checks: admin endpoints (feedback, repository) always, inference when configured.
+
+The token comes from settings (``CANDOR_AUTH_TOKEN``, a SecretStr: never logged nor echoed) and is
+compared in constant time. Without a configured token every endpoint is open.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api.deps import SettingsDep
+from service.errors import Unauthorized
+from service.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="CANDOR_AUTH_TOKEN, when configured")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """401 unless a token is configured and the request carries it as ``Bearer <token>``."""
+    expected = settings.auth_token
+    if expected is None:
+        return
+    given = b"" if credentials is None else credentials.credentials.encode()
+    if not hmac.compare_digest(given, expected.get_secret_value().encode()):
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required",
+                           field="Authorization")
+
+
+async def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
+    """Dependency of feedback and repository routes."""
+    check_token(settings, credentials)
+
+
+async def require_inference(settings: SettingsDep, credentials: Credentials) -> None:
+    """Dependency of inference routes: checks the token only when ``auth_inference`` is set."""
+    if settings.auth_inference:
+        check_token(settings, credentials)
+
+
+AdminAuth = Depends(require_admin)
+InferenceAuth = Depends(require_inference)
