@@ -23,7 +23,13 @@ from service.api.v2_schemas import (
     ServerMetadata,
     model_metadata_of,
 )
-from service.api.v2_tensors import HEADER_LENGTH, encode_response, output_tensors, parse_infer_request, split_body
+from service.api.v2_tensors import (
+    HEADER_LENGTH,
+    encode_response,
+    output_tensors,
+    parse_infer_request,
+    split_body,
+)
 from service.engine import Engine
 from service.errors import BadRequest
 from service.security import InferenceAuth

@@ -8,10 +8,10 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from tritonclient.utils import InferenceServerException
-
 from e2e_processes import serve_process
 from model_copies import copy_version
+from tritonclient.utils import InferenceServerException
+
 from training.data import load_digits
 
 pytestmark = pytest.mark.e2e
