@@ -28,13 +28,16 @@ def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     return outputs[0]
 
 
-def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap) -> onnx.ModelProto:
+def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap,
+                           num_classes: int | None = None) -> onnx.ModelProto:
     """A copy whose output ``probabilities`` = map(logits): softmax(z), softmax(z / T), or
     Phi_gamma(softmax(z / T)) for focal temperature scaling (float64 inside the map)."""
     composed = onnx.ModelProto()
     composed.CopyFrom(model)
     logits = logits_output(composed)
-    num_classes = logits.type.tensor_type.shape.dim[1].dim_value
+    num_classes = num_classes or logits.type.tensor_type.shape.dim[1].dim_value
+    if not num_classes:
+        raise ValueError(f"logits output '{logits.name}' has a symbolic class axis: pass num_classes")
     graph = composed.graph
     if cmap.kind == "none":
         nodes = [helper.make_node("Softmax", [logits.name], [PROBABILITIES], axis=-1, name="calib_softmax")]
