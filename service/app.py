@@ -10,9 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from service.api import v1, v2
+from service.api import calibration, feedback, v1, v2
 from service.errors import ServiceError
 from service.http_metrics import HttpMetrics
+from service.monitoring import install_monitor_error_handler, open_monitoring
 from service.repository import Repository, load_from_settings
 from service.settings import Settings
 
@@ -24,8 +25,10 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.repository = repository or load_from_settings(settings)
-        yield
-        await app.state.repository.drain()  # queued requests finish before the monitor flushes
+        async with open_monitoring(settings, app.state.repository, registry) as monitoring:
+            app.state.monitoring = monitoring
+            yield
+            await app.state.repository.drain()  # queued requests finish before the monitor flushes
 
     app = FastAPI(title="Candor", version="0.1.0", lifespan=lifespan,
                   description="Calibrated probabilities for neural classifiers, with calibration monitoring.")
@@ -34,8 +37,11 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     http_metrics = HttpMetrics(registry)
     app.middleware("http")(http_metrics.middleware)
     install_error_handlers(app)
+    install_monitor_error_handler(app)
     app.include_router(v1.router)
     app.include_router(v2.router)
+    app.include_router(feedback.router)
+    app.include_router(calibration.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,16 @@ class DigitsArtifact:
     @property
     def artifact_dir(self) -> Path:
         return self.models_dir / DIGITS_MODEL / "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """CANDOR_STATE_DIR in a temp dir for the session (apps and `candor serve` children), so no
+    test writes the default prediction store under the working directory."""
+    state_dir = tmp_path_factory.mktemp("candor-state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CANDOR_STATE_DIR", str(state_dir))
+        yield state_dir
 
 
 @pytest.fixture(scope="session")

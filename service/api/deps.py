@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.monitoring import Monitoring
+from service.predictions import PredictionRecorder
 from service.repository import Repository
 from service.settings import Settings
 
@@ -22,5 +24,19 @@ def get_repository(request: Request) -> Repository:
     return repository
 
 
+def get_monitoring(request: Request) -> Monitoring:
+    """The calibration monitor, its prediction recorder and the models' class names."""
+    monitoring: Monitoring = request.app.state.monitoring
+    return monitoring
+
+
+def get_recorder(request: Request) -> PredictionRecorder:
+    """Records served predictions (see service.predictions.record_predictions)."""
+    recorder: PredictionRecorder = request.app.state.monitoring.recorder
+    return recorder
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepositoryDep = Annotated[Repository, Depends(get_repository)]
+MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]
+RecorderDep = Annotated[PredictionRecorder, Depends(get_recorder)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import numpy as np
@@ -11,9 +10,10 @@ from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from service.api.body import decode_json_object, numeric_array, read_limited_body
-from service.api.deps import RepositoryDep, SettingsDep
+from service.api.deps import RecorderDep, RepositoryDep, SettingsDep
 from service.engine import Engine
 from service.errors import BadRequest
+from service.predictions import record_predictions
 
 router = APIRouter(tags=["predict"])
 
@@ -60,7 +60,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("/v1/models/{model_name}:predict", response_model=PredictResponse,
              openapi_extra=PREDICT_BODY, responses=ERRORS)
 async def predict(model_name: str, request: Request, repository: RepositoryDep,
-                  settings: SettingsDep) -> PredictResponse:
+                  settings: SettingsDep, recorder: RecorderDep) -> PredictResponse:
     """Calibrated probabilities for each instance, with a prediction_id to send labels for later."""
     engine = repository.get(model_name)
     with engine.arriving():
@@ -70,17 +70,18 @@ async def predict(model_name: str, request: Request, repository: RepositoryDep,
         raw = numeric_array(body["instances"], "instances", settings.max_instances)
         batch = engine.preprocess(raw, "instances")
     probs = await engine.infer(batch)
+    ids = await record_predictions(recorder, engine, probs)  # durable before the response
     return PredictResponse(model_name=engine.manifest.name, model_version=engine.manifest.version,
-                           predictions=to_predictions(engine, probs))
+                           predictions=to_predictions(engine, probs, ids))
 
 
-def to_predictions(engine: Engine, probs: NDArray[np.float32]) -> list[Prediction]:
-    """Label, confidence, per-class probabilities and a fresh prediction_id per row."""
+def to_predictions(engine: Engine, probs: NDArray[np.float32], ids: list[str]) -> list[Prediction]:
+    """Label, confidence, per-class probabilities and the recorded prediction_id per row."""
     classes = engine.manifest.classes
     top = probs.argmax(axis=1)
     return [
         Prediction(label=classes[int(k)], confidence=float(row[k]),
                    probabilities=dict(zip(classes, row.tolist(), strict=True)),
-                   prediction_id=uuid.uuid4().hex)
-        for row, k in zip(probs, top, strict=True)
+                   prediction_id=pid)
+        for row, k, pid in zip(probs, top, ids, strict=True)
     ]

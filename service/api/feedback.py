@@ -1,0 +1,63 @@
+"""``POST /v1/feedback``: ground-truth labels for earlier predictions, joined by prediction_id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from service.api.body import read_limited_body
+from service.api.deps import MonitoringDep, SettingsDep
+from service.feedback import FeedbackRequest, parse_feedback, record_feedback
+from service.monitor import FeedbackResult
+
+router = APIRouter(tags=["monitoring"])
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its ``$defs`` substituted in place (for ``openapi_extra``)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+FEEDBACK_BODY: dict[str, Any] = {"requestBody": {
+    "required": True,
+    "content": {"application/json": {
+        "schema": inline_schema(FeedbackRequest),
+        "example": {"labels": [{"prediction_id": "3f2a9c0e5b7d4e1f8a6b2c4d9e0f1a2b", "label": "Coat"},
+                               {"prediction_id": "9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e", "label": 4}]},
+    }},
+}}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid body or label; `field` names it, e.g. `labels[3].label`"},
+    413: {"description": "body too large"},
+    503: {"description": "the prediction store is unavailable; retry"},
+}
+
+
+@router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=FEEDBACK_BODY,
+             responses=ERRORS)
+async def feedback(request: Request, settings: SettingsDep,
+                   monitoring: MonitoringDep) -> FeedbackResult:
+    """Join true labels (class name or index) to predictions. Idempotent: a label for a prediction
+    that already has one counts as `duplicate` and changes nothing; `unknown` ids were never
+    stored (or were evicted), `expired` ones are older than the retention."""
+    body = await read_limited_body(request, settings.max_body_bytes)
+    labels = parse_feedback(body, settings.max_feedback_labels)
+    return await run_in_threadpool(record_feedback, monitoring, labels)

@@ -1,0 +1,124 @@
+"""Feedback: ground-truth labels for served predictions, checked, then joined by the monitor.
+
+A label is a class name or a 0-based class index of the model version that made the prediction
+(the store knows which). Every label of a request is checked before any is recorded, so a bad one
+(``labels[i].label`` in the 400) leaves the store untouched. Unknown prediction ids are not an
+error: they are counted as ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
+
+from service.errors import BadRequest
+from service.monitor import FeedbackResult, PredictionRecord
+from service.monitoring import Monitoring
+
+ModelKey = tuple[str, str]
+SHOWN_CLASSES = 10  # class names listed in an error message
+
+
+def class_name_or_index(value: Any) -> str | int:
+    """A JSON string (class name) or a non-negative JSON integer (class index); nothing else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"class index must be >= 0, got {value}")
+        return value
+    raise ValueError(f"must be a class name (string) or a class index (integer), "
+                     f"got {type(value).__name__}")
+
+
+Label = Annotated[str | int, PlainValidator(class_name_or_index), WithJsonSchema({
+    "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+    "description": "the true class: its name, or its 0-based index in the model's classes"})]
+
+
+class FeedbackLabel(BaseModel):
+    """The true class of one served prediction."""
+
+    prediction_id: str = Field(min_length=1, max_length=128,
+                               description="the prediction_id returned with the prediction")
+    label: Label
+
+
+class FeedbackRequest(BaseModel):
+    """Labels for earlier predictions, of any model, in any order."""
+
+    labels: list[FeedbackLabel] = Field(min_length=1)
+
+
+def parse_feedback(body: bytes, max_labels: int) -> list[FeedbackLabel]:
+    """Validate the JSON body; the first problem is a 400 naming its field, e.g. labels[3].label."""
+    if not body:
+        raise BadRequest("request body is empty; expected a JSON object", field="body")
+    try:
+        request = FeedbackRequest.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        raise BadRequest(_message(first), field=field_path(first["loc"])) from exc
+    if len(request.labels) > max_labels:
+        raise BadRequest(f"{len(request.labels)} labels exceed the limit of {max_labels} "
+                         "per request", field="labels")
+    return request.labels
+
+
+def _message(error: Any) -> str:
+    """pydantic's message without its 'Value error, ' prefix."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """('labels', 3, 'label') -> 'labels[3].label'; the empty location is the whole body."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def label_index(label: str | int, record: PredictionRecord | None,
+                classes: Mapping[ModelKey, dict[str, int]], field: str) -> int:
+    """The class index of ``label`` for the model version that made the prediction (an unknown
+    prediction keeps any index: it will be counted unknown)."""
+    if record is None:
+        return label if isinstance(label, int) else 0
+    names = classes.get((record.model, record.version))
+    if names is None:
+        if isinstance(label, int):
+            return label  # a version never loaded here: the index cannot be checked
+        raise BadRequest(f"model '{record.model}' version '{record.version}' is not loaded on "
+                         "this replica, so its class names are unknown; send the class index",
+                         field=field)
+    return _index_in(label, names, record, field)
+
+
+def _index_in(label: str | int, names: dict[str, int], record: PredictionRecord,
+              field: str) -> int:
+    """Index of a class name (``names`` maps name -> index), or a checked index."""
+    where = f"model '{record.model}' version '{record.version}'"
+    if isinstance(label, int):
+        if label >= len(names):
+            raise BadRequest(f"class index {label} is out of range: {where} has {len(names)} "
+                             "classes", field=field)
+        return label
+    index = names.get(label)
+    if index is None:
+        shown = ", ".join(list(names)[:SHOWN_CLASSES]) + (", ..." if len(names) > SHOWN_CLASSES
+                                                          else "")
+        raise BadRequest(f"'{label}' is not a class of {where} ({shown})", field=field)
+    return index
+
+
+def record_feedback(monitoring: Monitoring, labels: Sequence[FeedbackLabel]) -> FeedbackResult:
+    """Check every label against its prediction's classes, then join them (blocking: store I/O)."""
+    records = monitoring.monitor.lookup([item.prediction_id for item in labels])
+    pairs = [(item.prediction_id,
+              label_index(item.label, records.get(item.prediction_id), monitoring.classes,
+                          f"labels[{i}].label"))
+             for i, item in enumerate(labels)]
+    return monitoring.monitor.record_feedback(pairs)

@@ -1,0 +1,113 @@
+"""The app's calibration monitoring: prediction store, Monitor and recorder built from settings.
+
+``open_monitoring`` is entered in the lifespan (``app.state.monitoring``): it opens the store
+(SQLite file by default, Redis when ``store_url`` is redis://), monitors every loaded artifact
+against its manifest's reference, registers the Prometheus collector on the app's registry, and on
+exit waits for the last prediction write and closes the store. After a model reload, call
+``app.state.monitoring.register(repository)`` so new versions are monitored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from service.monitor import (
+    DriftConfig,
+    Monitor,
+    MonitorConfig,
+    MonitorError,
+    PredictionStore,
+    SQLiteStore,
+    StoreError,
+    StoreLimits,
+)
+from service.predictions import PredictionRecorder
+from service.repository import Repository
+from service.settings import Settings
+
+SQLITE_PREFIX = "sqlite://"
+DEFAULT_STORE_FILE = "predictions.db"
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """The SQLite file: ``sqlite:///ABS/PATH`` from store_url, else state_dir/predictions.db."""
+    if settings.store_url is None:
+        return settings.state_dir / DEFAULT_STORE_FILE
+    return Path("/" + settings.store_url.removeprefix(SQLITE_PREFIX).lstrip("/"))
+
+
+def open_store(settings: Settings) -> PredictionStore:
+    """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created)."""
+    limits = StoreLimits(retention_seconds=settings.retention_seconds,
+                         capacity=settings.store_capacity)
+    url = settings.store_url
+    if url is not None and url.startswith(("redis://", "rediss://")):
+        from service.monitor.redis_store import RedisStore
+
+        return RedisStore(url, limits)
+    path = sqlite_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(path, limits)
+
+
+def monitor_config(settings: Settings) -> MonitorConfig:
+    """Window length and buckets, and the drift test's minimum labels, from the settings."""
+    return MonitorConfig(window_seconds=settings.monitor_window_seconds,
+                         n_buckets=settings.monitor_buckets,
+                         drift=DriftConfig(min_labels=settings.drift_min_labels))
+
+
+@dataclass(eq=False)
+class Monitoring:
+    """The app's monitor, its prediction recorder, and the classes (name -> index, in order) of
+    every model version registered (kept after an unload: labels for its predictions arrive on)."""
+
+    monitor: Monitor
+    recorder: PredictionRecorder
+    classes: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+
+    def register(self, repository: Repository) -> None:
+        """Monitor every loaded (model, version) against its manifest's reference (state of models
+        already monitored is kept); call again after a reload."""
+        for name, versions in repository.models.items():
+            for version, engine in versions.items():
+                self.monitor.add_model(name, version, engine.manifest.reference)
+                names = engine.manifest.classes
+                self.classes[(name, version)] = {c: i for i, c in enumerate(names)}
+
+
+@asynccontextmanager
+async def open_monitoring(settings: Settings, repository: Repository,
+                          registry: CollectorRegistry) -> AsyncIterator[Monitoring]:
+    """Monitoring for the app's lifetime; on exit the last write finishes and the store closes."""
+    store = open_store(settings)
+    try:
+        monitor = Monitor(store, config=monitor_config(settings))
+        monitoring = Monitoring(monitor, PredictionRecorder(monitor))
+        monitoring.register(repository)
+        collector = monitor.collector()
+        registry.register(collector)
+        try:
+            yield monitoring
+        finally:
+            await monitoring.recorder.drain()
+            registry.unregister(collector)
+    finally:
+        store.close()
+
+
+def install_monitor_error_handler(app: FastAPI) -> None:
+    """MonitorError -> its ``status_code`` with ``{"error", "field"}``; 503 adds Retry-After."""
+
+    @app.exception_handler(MonitorError)
+    async def monitor_error(_: Request, exc: MonitorError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
+        return JSONResponse({"error": str(exc), "field": None}, status_code=exc.status_code,
+                            headers=headers)
