@@ -1,0 +1,176 @@
+"""Hot reload: load, reload and unload a model's versions from models_dir, atomically per model.
+
+A load verifies every version directory of the model off the event loop (sha256, schema, ONNX
+Runtime load, graph I/O against the manifest), then swaps the model's whole version map in one
+assignment. Requests holding an old engine finish on it; new ones get the new map. Any failure
+refuses the whole load (LoadRefused, naming file and field) and the previous versions keep serving.
+Unchanged version directories (same file sizes and mtimes) keep their engine and queue.
+``watch`` polls models_dir and applies the same load or unload when a model's files change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from calibration.errors import CandorError
+from calibration.manifest import MANIFEST_FILE
+from service.engine import Engine, load_engine
+from service.errors import LoadRefused, ModelNotFound
+from service.repository import Repository, artifact_directories
+from service.settings import Settings
+
+log = logging.getLogger("candor.models")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One version directory on disk and whether it is being served."""
+
+    name: str
+    version: str
+    state: str
+    reason: str = ""
+
+
+class ModelManager:
+    """Owns changes to a Repository after start-up; ``on_change`` runs after each swap."""
+
+    def __init__(self, repository: Repository, settings: Settings,
+                 on_change: Callable[[Repository], None] | None = None) -> None:
+        self.repository = repository
+        self.settings = settings
+        self.on_change = on_change
+        self._lock = asyncio.Lock()
+        self._loaded: dict[str, Fingerprint] = {
+            name: model_fingerprint(settings.models_dir, name) for name in repository.models}
+        self._refused: dict[str, Fingerprint] = {}
+        self._stamps = {str(e.directory): _stamp(e.directory) for e in repository.engines()}
+
+    async def load(self, name: str) -> list[str]:
+        """(Re)load every version of ``name`` from disk; returns the versions now served."""
+        directories = self._directories(name)
+        async with self._lock:
+            fingerprint = model_fingerprint(self.settings.models_dir, name)
+            current = self.repository.models.get(name, {})
+            try:
+                engines, stamps = await asyncio.to_thread(self._build, name, directories, current)
+            except LoadRefused:
+                self._refused[name] = fingerprint
+                raise
+            self.repository.replace(name, engines)
+            self._stamps.update(stamps)
+            self._loaded[name] = fingerprint
+            self._refused.pop(name, None)
+            self._changed()
+            return sorted(engines, key=int)
+
+    async def unload(self, name: str) -> list[str]:
+        """Stop serving ``name``; requests already holding its engines finish on them."""
+        async with self._lock:
+            removed = self.repository.remove(name)
+            self._loaded.pop(name, None)
+            if removed:
+                self._changed()
+            return sorted(removed, key=int)
+
+    def _directories(self, name: str) -> list[Path]:
+        if not NAME.match(name):
+            raise ModelNotFound(f"'{name}' is not a valid model name", field="model_name")
+        directories = artifact_directories(self.settings.models_dir, name)
+        if not directories:
+            raise ModelNotFound(f"no artifact for model '{name}' under {self.settings.models_dir}",
+                                field="model_name")
+        return directories
+
+    def _build(self, name: str, directories: list[Path],
+               current: dict[str, Engine]) -> tuple[dict[str, Engine], dict[str, int]]:
+        """Engines for every directory (blocking): unchanged ones reused, the others verified;
+        with the file stamps they were loaded at."""
+        reusable = {str(e.directory): e for e in current.values()}
+        engines: dict[str, Engine] = {}
+        stamps: dict[str, int] = {}
+        for directory in directories:
+            key, stamp = str(directory), _stamp(directory)
+            engine = reusable.get(key)
+            if engine is None or self._stamps.get(key) != stamp:
+                engine = self._verified(name, directory)
+            engines[engine.manifest.version] = engine
+            stamps[key] = stamp
+        return engines, stamps
+
+    def _verified(self, name: str, directory: Path) -> Engine:
+        s = self.settings
+        try:
+            engine = load_engine(directory, s.providers, s.intra_op_threads)
+        except CandorError as exc:
+            raise LoadRefused(f"refused {directory}: {exc}", field=str(directory / MANIFEST_FILE)) from exc
+        m = engine.manifest
+        if m.name != name or m.version != directory.name:
+            raise LoadRefused(f"manifest says {m.name}/{m.version} but the artifact is in {directory}",
+                              field=str(directory / MANIFEST_FILE))
+        return engine
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.repository)
+
+    def index(self) -> list[IndexEntry]:
+        """Every version directory on disk (READY when served) and served versions gone from disk."""
+        entries = []
+        for directory in artifact_directories(self.settings.models_dir):
+            name, version = directory.parent.name, directory.name
+            served = self.repository.models.get(name, {}).get(version)
+            ready = served is not None and str(served.directory) == str(directory)
+            entries.append(IndexEntry(name, version, "READY" if ready else "UNAVAILABLE",
+                                      "" if ready else "not loaded"))
+        on_disk = {(e.name, e.version) for e in entries}
+        entries += [IndexEntry(n, v, "READY", "served; no longer on disk")
+                    for n, vs in self.repository.models.items() for v in vs if (n, v) not in on_disk]
+        return sorted(entries, key=lambda e: (e.name, int(e.version)))
+
+    async def sync(self) -> None:
+        """One watch pass: reload models whose files changed, unload those removed from disk."""
+        on_disk = {d.parent.name for d in artifact_directories(self.settings.models_dir)}
+        for name in sorted(on_disk | set(self.repository.models)):
+            fingerprint = model_fingerprint(self.settings.models_dir, name)
+            if fingerprint in (self._loaded.get(name), self._refused.get(name)):
+                continue
+            await self._apply(name, name in on_disk)
+
+    async def _apply(self, name: str, present: bool) -> None:
+        try:
+            if present:
+                log.info("candor: reloaded %s versions %s", name, await self.load(name))
+            else:
+                log.info("candor: unloaded %s versions %s", name, await self.unload(name))
+        except (LoadRefused, ModelNotFound) as exc:
+            log.error("candor: %s; previous versions keep serving", exc)
+
+    async def watch(self, interval_s: float) -> None:
+        """Poll models_dir every ``interval_s`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.sync()
+
+
+def _stamp(directory: Path) -> int:
+    """Newest mtime (ns) of the directory's files: a reload rebuilds engines changed since."""
+    return max((p.stat().st_mtime_ns for p in directory.iterdir() if p.is_file()), default=0)
+
+
+def model_fingerprint(models_dir: Path, name: str) -> Fingerprint:
+    """(version, size and mtime of manifest and ONNX file) for each version directory of a model."""
+    entries = []
+    for directory in artifact_directories(models_dir, name):
+        files = [directory / MANIFEST_FILE, *(p for p in directory.glob("*.onnx"))]
+        stats = [f.stat() for f in files if f.exists()]
+        entries.append((directory.name, len(stats), sum(s.st_size for s in stats),
+                        max(s.st_mtime_ns for s in stats), len(files)))
+    return tuple(entries)
