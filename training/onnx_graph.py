@@ -15,6 +15,7 @@ from training.onnx_focal import focal_temperature_nodes
 
 OPSET = 17
 PROBABILITIES = "probabilities"
+LOGITS_KEY = "candor.logits"  # metadata: the tensor the map reads, so evaluate can report "before"
 
 
 def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
@@ -57,5 +58,7 @@ def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap,
                                         [batch.dim_param or batch.dim_value or "batch", num_classes])
     del graph.output[:]
     graph.output.append(out)
+    onnx.helper.set_model_props(composed, {**{p.key: p.value for p in composed.metadata_props},
+                                           LOGITS_KEY: logits.name})
     onnx.checker.check_model(composed)
     return composed
