@@ -10,11 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from service.api import calibration, feedback, v1, v2
+from service.api import calibration, feedback, v1, v2, v2_repository
+from service.api.openapi import document_errors
 from service.errors import ServiceError
 from service.http_metrics import HttpMetrics
+from service.model_manager import ModelManager, watching
 from service.monitoring import install_monitor_error_handler, open_monitoring
 from service.repository import Repository, load_from_settings
+from service.security import AdminAuth, install_cors
 from service.settings import Settings
 
 
@@ -27,7 +30,9 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
         app.state.repository = repository or load_from_settings(settings)
         async with open_monitoring(settings, app.state.repository, registry) as monitoring:
             app.state.monitoring = monitoring
-            yield
+            app.state.model_manager = ModelManager(app.state.repository, settings, monitoring.register)
+            async with watching(app.state.model_manager, settings):
+                yield
             await app.state.repository.drain()  # queued requests finish before the monitor flushes
 
     app = FastAPI(title="Candor", version="0.1.0", lifespan=lifespan,
@@ -40,7 +45,10 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     install_monitor_error_handler(app)
     app.include_router(v1.router)
     app.include_router(v2.router)
-    app.include_router(feedback.router)
+    app.include_router(feedback.router, dependencies=[AdminAuth])
+    app.include_router(v2_repository.router)
+    install_cors(app, settings)
+    document_errors(app)
     app.include_router(calibration.router)
 
     @app.get("/metrics", include_in_schema=False)

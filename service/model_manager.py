@@ -11,9 +11,11 @@ Unchanged version directories (same file sizes and mtimes) keep their engine and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +176,18 @@ def model_fingerprint(models_dir: Path, name: str) -> Fingerprint:
         entries.append((directory.name, len(stats), sum(s.st_size for s in stats),
                         max(s.st_mtime_ns for s in stats), len(files)))
     return tuple(entries)
+
+
+@asynccontextmanager
+async def watching(manager: ModelManager, settings: Settings) -> AsyncIterator[None]:
+    """Run ``manager.watch`` for the block when settings.watch_models is set."""
+    if not settings.watch_models:
+        yield
+        return
+    task = asyncio.create_task(manager.watch(settings.watch_interval_s))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

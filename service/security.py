@@ -9,7 +9,8 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.deps import SettingsDep
@@ -44,3 +45,10 @@ async def require_inference(settings: SettingsDep, credentials: Credentials) -> 
 
 AdminAuth = Depends(require_admin)
 InferenceAuth = Depends(require_inference)
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS only for the configured origins (none by default: no CORS headers at all)."""
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])

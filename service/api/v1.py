@@ -11,9 +11,11 @@ from pydantic import BaseModel
 
 from service.api.body import decode_json_object, numeric_array, read_limited_body
 from service.api.deps import RecorderDep, RepositoryDep, SettingsDep
+from service.api.openapi import error_responses
 from service.engine import Engine
 from service.errors import BadRequest
 from service.predictions import record_predictions
+from service.security import InferenceAuth
 
 router = APIRouter(tags=["predict"])
 
@@ -50,15 +52,11 @@ PREDICT_BODY: dict[str, Any] = {
     }
 }
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "invalid body; `error` says what, `field` says where"},
-    404: {"description": "unknown model"},
-    413: {"description": "body too large"},
-}
+ERRORS = error_responses(400, 401, 404, 413, 503)
 
 
 @router.post("/v1/models/{model_name}:predict", response_model=PredictResponse,
-             openapi_extra=PREDICT_BODY, responses=ERRORS)
+             openapi_extra=PREDICT_BODY, responses=ERRORS, dependencies=[InferenceAuth])
 async def predict(model_name: str, request: Request, repository: RepositoryDep,
                   settings: SettingsDep, recorder: RecorderDep) -> PredictResponse:
     """Calibrated probabilities for each instance, with a prediction_id to send labels for later."""

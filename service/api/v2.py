@@ -6,14 +6,13 @@ data extension; see service/api/v2_tensors.py for the wire format.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.api.body import read_limited_body
-from service.api.deps import RepositoryDep, SettingsDep
+from service.api.deps import RecorderDep, RepositoryDep, SettingsDep
 from service.api.openapi import error_responses
 from service.api.v2_schemas import (
     INFER_BODY,
@@ -32,6 +31,7 @@ from service.api.v2_tensors import (
 )
 from service.engine import Engine
 from service.errors import BadRequest
+from service.predictions import PredictionRecorder, record_predictions
 from service.security import InferenceAuth
 from service.settings import Settings
 
@@ -90,21 +90,24 @@ async def version_ready(model_name: str, model_version: str, repository: Reposit
 @router.post("/v2/models/{model_name}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES,
              dependencies=[InferenceAuth])
 async def infer(model_name: str, request: Request, repository: RepositoryDep,
-                settings: SettingsDep) -> Response:
+                settings: SettingsDep, recorder: RecorderDep) -> Response:
     """Calibrated probabilities, label, confidence and prediction_id for each instance."""
-    return await answer_infer(repository.get(model_name), request, settings)
+    return await answer_infer(repository.get(model_name), request, settings, recorder)
 
 
 @router.post("/v2/models/{model_name}/versions/{model_version}/infer", openapi_extra=INFER_BODY,
              responses=INFER_RESPONSES, dependencies=[InferenceAuth])
 async def version_infer(model_name: str, model_version: str, request: Request,
-                        repository: RepositoryDep, settings: SettingsDep) -> Response:
+                        repository: RepositoryDep, settings: SettingsDep,
+                        recorder: RecorderDep) -> Response:
     """``infer`` on one version."""
-    return await answer_infer(repository.get(model_name, model_version), request, settings)
+    return await answer_infer(repository.get(model_name, model_version), request, settings, recorder)
 
 
-async def answer_infer(engine: Engine, request: Request, settings: Settings) -> Response:
-    """Read and parse the body, run it through the batcher, encode the requested outputs."""
+async def answer_infer(engine: Engine, request: Request, settings: Settings,
+                       recorder: PredictionRecorder) -> Response:
+    """Read and parse the body, run it through the batcher, record the predictions (durably, for
+    the label join), encode the requested outputs."""
     if request.headers.get("content-encoding", "identity") != "identity":
         raise BadRequest("compressed request bodies are not supported", field="Content-Encoding")
     m = engine.manifest
@@ -114,7 +117,7 @@ async def answer_infer(engine: Engine, request: Request, settings: Settings) -> 
         parsed = parse_infer_request(header, binary, m.input.name, settings.max_instances)
         batch = engine.preprocess(parsed.input, "inputs[0].data")
     probs = await engine.infer(batch)
-    ids = [uuid.uuid4().hex for _ in range(len(probs))]
+    ids = await record_predictions(recorder, engine, probs)
     meta: dict[str, Any] = {"model_name": m.name, "model_version": m.version}
     if parsed.id is not None:
         meta["id"] = parsed.id
