@@ -8,5 +8,6 @@ RUN=${RUN:-runs/fashion-mnist-cnn-default}
 rm -rf "$RUN"
 "$BIN/candor" train --data fashion-mnist --model small-cnn --loss ce --epochs 5 --batch-size 128 \
     --lr 1e-3 --seed 0 --out "$RUN"
-"$BIN/candor" calibrate "$RUN"
+"$BIN/candor" calibrate "$RUN" --method best   # TS or FTS, whichever has the lower validation NLL
 "$BIN/candor" export "$RUN" --name fashion-mnist-cnn --version 1 --models-dir models --force
+"$BIN/candor" evaluate models/fashion-mnist-cnn/1 --split test --ci --out docs/evaluation/fashion-mnist-cnn-1

@@ -78,12 +78,24 @@ def markdown_report(result: dict[str, Any]) -> str:
     """The table: metric, before, after (ECE-type metrics in %)."""
     percent = {"accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece"}
     lines = [f"# Evaluation of {result['model']} v{result['version']} ({result['split']} split, n = {result['n']})",
-             "", f"Map: {result['map']}", "", "| metric | before | after |", "|---|---|---|"]
+             "", f"Map: {describe_map(result['map'])}; before = the network's softmax, after = served output.",
+             "ECE-type metrics in %; brackets: 95% bootstrap interval (ECE is biased upwards by resampling).",
+             "", "| metric | before | after |", "|---|---|---|"]
     for name in METRICS:
         cells = [format_cell(result[stage][name], name in percent) for stage in ("before", "after")]
         lines.append(f"| {name}{' (%)' if name in percent else ''} | {cells[0]} | {cells[1]} |")
     lines += ["", "![before](reliability-before.png) ![after](reliability-after.png)", ""]
     return "\n".join(lines)
+
+
+def describe_map(cmap: dict[str, Any]) -> str:
+    """'temperature scaling, T = 0.94' / 'focal temperature scaling, T = .., gamma = ..' / 'none'."""
+    if cmap["kind"] == "none":
+        return "none"
+    if cmap["kind"] == "temperature":
+        return f"temperature scaling, T = {cmap['temperature']:.4f} (fitted on validation {cmap['objective']})"
+    return (f"focal temperature scaling, T = {cmap['temperature']:.4f}, gamma = {cmap['gamma']:g} "
+            f"(fitted on validation {cmap['objective']})")
 
 
 def format_cell(entry: dict[str, Any], percent: bool) -> str:
