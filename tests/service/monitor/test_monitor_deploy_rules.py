@@ -17,7 +17,7 @@ def test_prometheus_config_and_its_rule_files_are_valid() -> None:
 def test_rules_are_valid() -> None:
     result = promtool("check", "rules", str(DEPLOY / "rules.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 12 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 def test_rules_unit_tests_pass() -> None:
