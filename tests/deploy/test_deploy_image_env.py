@@ -1,0 +1,165 @@
+"""The serving image's environment, built the way the Dockerfile's builder stage builds it.
+
+No Docker engine runs here, so the test does the stage's steps on this machine: a fresh venv, the
+requirements of deploy/docker/requirements.py for the `cpu` extra, then the project from a copy of
+the build context with --no-deps. torch must be absent. `candor serve` then starts through the
+image's entrypoint with an empty models mount, so it falls back to the bundled default artifact,
+and answers the HEALTHCHECK command, /v2/health/ready and one predict call.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from deploy_tools import REPO, healthcheck_command, parse_dockerfile, run
+
+pytestmark = pytest.mark.e2e  # a pip install (pip's cache and find-links) and a real server
+
+BUILD_CONTEXT = ["pyproject.toml", "README.md", "calibration", "candor", "service", "training"]
+MODEL = "fashion-mnist-cnn"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_runtime_venv(root: Path) -> Path:
+    """The builder stage's steps: venv, requirements of core + cpu, then the project, no deps."""
+    builder = parse_dockerfile().stages["builder"].text()
+    assert 'requirements.py pyproject.toml "${VARIANT}"' in builder and "--no-deps ." in builder
+    context = root / "src"
+    for name in BUILD_CONTEXT:  # the COPY instructions of the builder stage
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            context.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, context / name)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
+    requirements = run(
+        sys.executable,
+        REPO / "deploy" / "docker" / "requirements.py",
+        context / "pyproject.toml",
+        "cpu",
+    )
+    assert requirements.returncode == 0, requirements.stderr
+    (root / "requirements.txt").write_text(requirements.stdout)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
+    for args in (["-r", str(root / "requirements.txt")], ["--no-deps", "."]):
+        result = run(*pip, *args, cwd=context, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return venv
+
+
+def get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        result: dict[str, object] = json.load(response)
+        return result
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"candor serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if get_json(f"{url}/v2/health/ready").get("ready") is True:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"not ready after {timeout}s:\n{log.read_text()}")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path: Path) -> None:
+    try:
+        venv = build_runtime_venv(tmp_path)
+        python = venv / "bin" / "python"
+        probe = run(
+            python,
+            "-c",
+            "import importlib.util as u; print(u.find_spec('torch') is None, "
+            "u.find_spec('onnxruntime') is not None)",
+            cwd=tmp_path,
+        )
+        assert probe.stdout.split() == ["True", "True"], probe.stdout + probe.stderr
+
+        runtime_env = dict(
+            item.split("=", 1)
+            for env in parse_dockerfile().final.all("ENV")
+            for item in env.split()
+        )
+        port = free_port()
+        (tmp_path / "models").mkdir()  # the mount point, with nothing mounted
+        env = {
+            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "CANDOR_HOST": "127.0.0.1",
+            "CANDOR_PORT": str(port),
+            "CANDOR_MODELS_DIR": str(tmp_path / "models"),
+            "BUNDLED_MODELS_DIR": str(REPO / "models"),
+            "CANDOR_STATE_DIR": str(tmp_path / "state"),
+            "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        }
+        assert {k for k in env if k.startswith("CANDOR_")} <= set(runtime_env)
+        log = tmp_path / "serve.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                ["sh", str(REPO / "deploy" / "docker" / "entrypoint.sh"), "candor", "serve"],
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc, log)
+            healthcheck = healthcheck_command(parse_dockerfile().final)
+            assert run(python, *healthcheck[1:], env=env, timeout=30).returncode == 0
+            request = urllib.request.Request(
+                f"{url}/v1/models/{MODEL}:predict",
+                method="POST",
+                data=json.dumps({"instances": [[[0] * 28] * 28]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+                (prediction,) = json.load(response)["predictions"]
+            assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
+            assert prediction["label"] in prediction["probabilities"]
+        finally:
+            stop(proc)
+        assert "no artifact under" in log.read_text()  # the entrypoint's fallback was taken
+    finally:
+        shutil.rmtree(tmp_path / "venv", ignore_errors=True)
+        shutil.rmtree(tmp_path / "src", ignore_errors=True)
