@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,19 @@ def run_serve(args: argparse.Namespace) -> int:
     for name, versions in repository.models.items():
         for version, engine in versions.items():
             print(f"candor: serving {name} v{version} ({engine.manifest.calibration.kind}, {engine.provider})")
-    uvicorn.run(create_app(settings, repository), host=settings.host, port=settings.port,
-                log_level=settings.log_level, loop="uvloop", http="httptools", access_log=False)
+    app = create_app(settings, repository)
+    exit_zero_after_drain()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                loop="uvloop", http="httptools", access_log=settings.access_log,
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
     return 0
+
+
+def exit_zero_after_drain() -> None:
+    """SIGTERM / SIGINT: uvicorn stops accepting, drains in-flight requests, runs the lifespan
+    shutdown (monitor flushed), then re-raises the signal; these handlers make that a clean exit 0."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
 
 
 def run_schema(args: argparse.Namespace) -> int:
