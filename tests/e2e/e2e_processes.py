@@ -10,7 +10,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -45,8 +46,40 @@ def serve_process(models_dir: Path, extra_env: dict[str, str] | None = None,
             stop(proc)
 
 
+@dataclass
+class Replica:
+    """A running `candor serve`: its base URL and process (e.g. to SIGKILL it)."""
+
+    url: str
+    proc: subprocess.Popen[str]
+
+
+@contextmanager
+def serve_replicas(models_dir: Path, envs: list[dict[str, str]],
+                   timeout: float = 60.0) -> Iterator[list[Replica]]:
+    """Start one `candor serve` per env (in parallel), wait until all are ready, yield them; stop
+    every one at the end (a replica already killed is left alone)."""
+    with ExitStack() as stack:
+        started = []
+        for extra_env in envs:
+            port = free_port()
+            log = stack.enter_context(tempfile.TemporaryFile("w+"))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "candor.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(port), "--models-dir", str(models_dir)],
+                cwd=REPO_ROOT, env={**os.environ, **extra_env}, stdout=log,
+                stderr=subprocess.STDOUT, text=True)
+            stack.callback(stop, proc)
+            started.append((Replica(f"http://127.0.0.1:{port}", proc), log))
+        for replica, log in started:
+            wait_ready(replica.url, replica.proc, log, timeout)
+        yield [replica for replica, _ in started]
+
+
 def stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    """SIGTERM, then SIGKILL if it has not exited within 20 s (nothing if it already exited)."""
+    if proc.poll() is not None:
+        return
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=20)
