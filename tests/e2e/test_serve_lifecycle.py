@@ -1,0 +1,140 @@
+"""A real `candor serve` under stress: SIGTERM drains and exits 0, overload answers 200 or 503
+and recovers at once, deadlines answer 503, the access log carries no payload and no token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import numpy as np
+import pytest
+from conftest import SLOW_MODEL
+from e2e_processes import REPO_ROOT, free_port, wait_ready
+
+pytestmark = pytest.mark.e2e
+BATCH = np.full((64, 8, 8), 128.0).tolist()
+INFER = f"/v1/models/{SLOW_MODEL}:predict"
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[str]
+    log: IO[str]
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+@contextmanager
+def serve(models: Path, env: dict[str, str]) -> Iterator[Server]:
+    """`candor serve` on a free port; killed at the end if the test did not stop it."""
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "candor.cli", "serve", "--port", str(port), "--models-dir", str(models)],
+            cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, text=True)
+        server = Server(f"http://127.0.0.1:{port}", proc, log)
+        try:
+            wait_ready(server.url, proc, log, 60)
+            yield server
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def fire(url: str, n: int, results: list[object], timeout: float = 30) -> list[threading.Thread]:
+    """n concurrent predict requests in threads; each appends its response (or exception)."""
+    def one() -> None:
+        try:
+            results.append(httpx.post(url + INFER, json={"instances": BATCH}, timeout=timeout))
+        except httpx.HTTPError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_sigterm_stops_accepting_drains_queued_requests_and_exits_0(slow_models: Path) -> None:
+    results: list[object] = []
+    with serve(slow_models, {"CANDOR_MAX_BATCH_SIZE": "64"}) as server:
+        threads = fire(server.url, 6, results)
+        time.sleep(0.5)  # all six in the server: one running, the rest queued
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url + "/v2/health/live", timeout=2)
+        for t in threads:
+            t.join()
+        assert server.proc.wait(timeout=30) == 0, server.output()
+        output = server.output()
+    assert [getattr(r, "status_code", r) for r in results] == [200] * 6
+    assert "Application shutdown complete" in output
+
+
+def test_short_overload_answers_200_or_503_and_recovers_at_once(slow_models: Path) -> None:
+    env = {"CANDOR_MAX_QUEUE_SIZE": "128", "CANDOR_MAX_INSTANCES": "64"}
+    results: list[object] = []
+    with serve(slow_models, env) as server:
+        stop = time.monotonic() + 3.0
+
+        def loop() -> None:
+            with httpx.Client(timeout=30) as client:
+                while time.monotonic() < stop:
+                    results.append(client.post(server.url + INFER, json={"instances": BATCH}))
+
+        threads = [threading.Thread(target=loop) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        started = time.monotonic()
+        after = httpx.post(server.url + INFER, json={"instances": BATCH}, timeout=30)
+        recovery = time.monotonic() - started
+    statuses = [r.status_code for r in results]
+    assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses
+    refused = next(r for r in results if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and "queue is full" in refused.json()["error"]
+    assert after.status_code == 200 and recovery < 1.0
+
+
+def test_deadline_answers_503_with_retry_after(slow_models: Path) -> None:
+    results: list[object] = []
+    with serve(slow_models, {"CANDOR_REQUEST_TIMEOUT_S": "0.05", "CANDOR_MAX_BATCH_SIZE": "64"}) as server:
+        for t in fire(server.url, 4, results):
+            t.join()
+    statuses = [r.status_code for r in results]
+    assert set(statuses) <= {200, 503} and 503 in statuses
+    late = next(r for r in results if r.status_code == 503)
+    assert "deadline" in late.json()["error"] and late.headers["retry-after"] == "1"
+
+
+def test_access_log_shows_requests_without_payloads_or_the_token(slow_models: Path) -> None:
+    token = "tok-e2e-very-secret"
+    env = {"CANDOR_ACCESS_LOG": "true", "CANDOR_AUTH_TOKEN": token, "CANDOR_AUTH_INFERENCE": "true"}
+    payload = {"instances": [[[123.4567] * 8] * 8]}
+    with serve(slow_models, env) as server:
+        refused = httpx.post(server.url + INFER, json=payload)
+        served = httpx.post(server.url + INFER, json=payload, headers={"Authorization": f"Bearer {token}"})
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
+        output = server.output()
+    assert refused.status_code == 401 and served.status_code == 200 and token not in refused.text
+    path = INFER.replace(":", "%3A")  # uvicorn quotes the path
+    assert f'POST {path} HTTP/1.1" 401' in output and f'POST {path} HTTP/1.1" 200' in output
+    assert token not in output and "123.4567" not in output
