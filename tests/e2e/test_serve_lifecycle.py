@@ -19,10 +19,10 @@ from typing import IO
 import httpx
 import numpy as np
 import pytest
-from conftest import SLOW_MODEL
 from e2e_processes import REPO_ROOT, free_port, wait_ready
 
 pytestmark = pytest.mark.e2e
+SLOW_MODEL = "slow"  # tests/e2e/conftest.py slow_models
 BATCH = np.full((64, 8, 8), 128.0).tolist()
 INFER = f"/v1/models/{SLOW_MODEL}:predict"
 
