@@ -90,6 +90,7 @@ class PrometheusServer:
     rule_files: list[Path]
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    config_text: str | None = None  # a whole prometheus.yml; default: the rule files, no scrapes
 
     @property
     def url(self) -> str:
@@ -99,8 +100,8 @@ class PrometheusServer:
         self.port = self.port or free_port()
         config = self.directory / "prometheus.yml"
         rules = "".join(f"\n  - {path}" for path in self.rule_files)
-        config.write_text(f"global:\n  evaluation_interval: 1s\nrule_files:{rules}\n"
-                          "scrape_configs: []\n")
+        config.write_text(self.config_text or f"global:\n  evaluation_interval: 1s\n"
+                          f"rule_files:{rules}\nscrape_configs: []\n")
         cmd = [require_binary("prometheus"), f"--config.file={config}",
                f"--storage.tsdb.path={self.directory / 'data'}",
                f"--web.listen-address=127.0.0.1:{self.port}"]
