@@ -1,8 +1,10 @@
 """Data sets as uint8 NCHW arrays, with deterministic train / validation / test splits.
 
 Fashion-MNIST is read from the IDX files of Debian's ``dataset-fashion-mnist`` with numpy (no
-torchvision). scikit-learn's digits is the tiny set for fast tests. Validation is carved from the
-training files by a seeded permutation; test is the official test set and is never used for fitting.
+torchvision). scikit-learn's digits is the tiny set for fast tests. Your own data comes as
+``npz:PATH``, ``folder:PATH`` or ``cifar10:PATH`` (training/readers.py). Validation is carved from
+the training files by a seeded permutation; test is the official test set (or, for a set without one, a
+fixed seed-0 carve) and is never used for fitting.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.errors import DataNotFoundError, TrainingError
+from training.readers import fixed_test_carve, load_cifar10, load_folder, load_npz
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -106,13 +109,27 @@ def load_digits(test_fraction: float = 0.2) -> ImageDataset:
                         images[train], labels[train], images[test], labels[test])
 
 
+def from_arrays(name: str, classes: list[str], x: NDArray[np.uint8], y: NDArray[np.int64],
+                x_test: NDArray[np.uint8] | None, y_test: NDArray[np.int64] | None) -> ImageDataset:
+    """An ImageDataset; without a test part, a fixed seed-0 carve of 20% of (x, y) becomes test."""
+    if x_test is None or y_test is None:
+        train, test = fixed_test_carve(len(y))
+        x, y, x_test, y_test = x[train], y[train], x[test], y[test]
+    return ImageDataset(name, classes, x, y, x_test, y_test)
+
+
 DATASETS = {"fashion-mnist": load_fashion_mnist, "digits": load_digits}
+READERS = {"npz": load_npz, "folder": load_folder, "cifar10": load_cifar10}
 
 
 def load_dataset(name: str) -> ImageDataset:
-    """Load a built-in data set by name."""
+    """A built-in set by name, or ``npz:PATH``, ``folder:PATH``, ``cifar10:PATH``."""
+    kind, sep, location = name.partition(":")
+    if sep and kind in READERS and location:
+        return from_arrays(name, *READERS[kind](Path(location).expanduser()))
     if name not in DATASETS:
-        raise TrainingError(f"unknown data set '{name}': choose one of {sorted(DATASETS)}")
+        raise TrainingError(f"--data {name!r}: unknown data set; choose one of {sorted(DATASETS)}, "
+                            f"or {', '.join(f'{k}:PATH' for k in READERS)}")
     return DATASETS[name]()
 
 

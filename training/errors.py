@@ -17,3 +17,7 @@ class RunDirectoryError(TrainingError):
 
 class ExportParityError(TrainingError):
     """ONNX Runtime does not reproduce the torch probabilities; no artifact is written."""
+
+
+class DataFormatError(TrainingError):
+    """A data file exists but its contents are not what the reader expects (the message says why)."""
