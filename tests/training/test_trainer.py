@@ -11,6 +11,8 @@ import torch
 from training.errors import RunDirectoryError, TrainingError
 from training.trainer import LOG_FILE, TrainConfig, load_checkpoint, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_checkpoint_carries_config_and_preprocessing(digits_artifact) -> None:
     model, ckpt = load_checkpoint(digits_artifact.run_dir)
@@ -35,10 +37,32 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     assert first["loss"] == second["loss"] and first["val_accuracy"] == second["val_accuracy"]
 
 
-@pytest.mark.parametrize(("override", "option"), [
-    ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": -1.0}, "--lr"),
-    ({"loss": "nope"}, "loss must be one of"), ({"data": "nope"}, "data set"), ({"architecture": "nope"}, "architecture"),
-])
+@pytest.mark.parametrize(
+    ("override", "option"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"lr": -1.0}, "--lr"),
+        ({"loss": "nope"}, "--loss.*loss must be one of"),
+        ({"data": "nope"}, "--data.*data set"),
+        ({"architecture": "nope"}, "--model.*architecture"),
+        ({"optimizer": "rmsprop"}, "--optimizer"),
+        ({"schedule": "step"}, "--schedule"),
+        ({"momentum": 1.0}, "--momentum"),
+        ({"weight_decay": -1e-4}, "--weight-decay"),
+        ({"clip_norm": -1.0}, "--clip-norm"),
+        ({"lr_decay": 0.0}, "--lr-decay"),
+        ({"seed": -1}, "--seed"),
+        ({"width": 0}, "--width"),
+        ({"validation_fraction": 1.0}, "--validation-fraction"),
+        ({"train_subset": -1}, "--train-subset"),
+        ({"train_subset": 10**6}, "--train-subset"),
+        ({"milestones": (3, 2)}, "--milestones"),
+        ({"milestones": (0,)}, "--milestones"),
+        ({"schedule": "cosine", "milestones": (2,)}, "--milestones"),
+        ({"data": "npz:/nonexistent/x.npz"}, "x.npz not found"),
+    ],
+)
 def test_bad_options_name_the_option(tmp_path: Path, override: dict, option: str) -> None:
     with pytest.raises(TrainingError, match=option):
         train(TrainConfig(**{"data": "digits", "epochs": 1, **override}), tmp_path)
@@ -60,5 +84,32 @@ def test_every_registered_loss_trains_and_checkpoints_its_state(tmp_path: Path, 
 
 
 def test_bad_loss_parameter_names_it(tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="gamma"):
-        train(TrainConfig(data="digits", epochs=1, loss="focal", loss_params={"gamma": -1.0}), tmp_path)
+    with pytest.raises(TrainingError, match="--loss-param.*gamma"):
+        train(
+            TrainConfig(data="digits", epochs=1, loss="focal", loss_params={"gamma": -1.0}),
+            tmp_path,
+        )
+    with pytest.raises(TrainingError, match="--loss-param.*nope"):
+        train(TrainConfig(data="digits", epochs=1, loss="ls", loss_params={"nope": 1.0}), tmp_path)
+
+
+def test_a_second_run_into_the_same_directory_is_refused(tmp_path: Path) -> None:
+    config = TrainConfig(data="digits", epochs=1, batch_size=256)
+    train(config, tmp_path, progress=False)
+    with pytest.raises(RunDirectoryError, match="--resume"):
+        train(config, tmp_path, progress=False)
+
+
+def test_log_records_the_learning_rate_of_each_epoch(tmp_path: Path) -> None:
+    config = TrainConfig(
+        data="digits",
+        epochs=3,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.1,
+        milestones=(1, 2),
+        lr_decay=0.5,
+    )
+    train(config, tmp_path, progress=False)
+    lines = [json.loads(s) for s in (tmp_path / LOG_FILE).read_text().splitlines()]
+    assert [r["lr"] for r in lines] == pytest.approx([0.1, 0.05, 0.025])
