@@ -11,6 +11,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
     monitor.record_predictions(model, version, ids, confidences, predicted, now=None) -> None
     monitor.lookup([prediction_id, ...]) -> {prediction_id: PredictionRecord}  # model, classes
     monitor.record_feedback([(prediction_id, label_index), ...], now=None) -> FeedbackResult
+    monitor.record_feedback_batches([labels, ...]) -> [FeedbackResult, ...]  # one store call
     monitor.status(model, version, now=None) -> CalibrationStatus  # GET /v1/models/{m}/calibration
     registry.register(monitor.collector())                       # the app's own CollectorRegistry
 

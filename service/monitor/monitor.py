@@ -96,14 +96,23 @@ class Monitor:
     def record_feedback(self, labels: Sequence[tuple[str, int]],
                         now: float | None = None) -> FeedbackResult:
         """Join (prediction_id, label index) pairs; accepted ones update their model's window."""
+        return self.record_feedback_batches([labels], now)[0]
+
+    def record_feedback_batches(self, batches: Sequence[Sequence[tuple[str, int]]],
+                                now: float | None = None) -> list[FeedbackResult]:
+        """``record_feedback`` for several callers in one store call (group commit); each batch
+        gets its own counts, as if the batches had been sent one after the other in order."""
         t = self._clock() if now is None else now
-        resolutions = self.store.resolve(labels, t)
+        resolutions = self.store.resolve([pair for batch in batches for pair in batch], t)
         with self._lock:
             for outcome in Outcome:
                 self._feedback[outcome] += sum(r.outcome is outcome for r in resolutions)
             self._apply_accepted(resolutions, t)
-        counts = {o.value: sum(r.outcome is o for r in resolutions) for o in Outcome}
-        return FeedbackResult(**counts)
+        results, start = [], 0
+        for batch in batches:
+            results.append(_counts(resolutions[start:start + len(batch)]))
+            start += len(batch)
+        return results
 
     def _apply_accepted(self, resolutions: Sequence[Resolution], now: float) -> None:
         """Add accepted labels to their (model, version) windows (lock held)."""
@@ -180,6 +189,11 @@ class Monitor:
     def collector(self) -> MonitorCollector:
         """A Prometheus collector reading this monitor at scrape time (register it yourself)."""
         return MonitorCollector(self)
+
+
+def _counts(resolutions: Sequence[Resolution]) -> FeedbackResult:
+    """How many resolutions had each outcome."""
+    return FeedbackResult(**{o.value: sum(r.outcome is o for r in resolutions) for o in Outcome})
 
 
 def _check_predictions(ids: Sequence[str], conf: np.ndarray, pred: np.ndarray) -> None:
