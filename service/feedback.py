@@ -3,22 +3,25 @@
 A label is a class name or a 0-based class index of the model version that made the prediction
 (the store knows which). Every label of a request is checked before any is recorded, so a bad one
 (``labels[i].label`` in the 400) leaves the store untouched. Unknown prediction ids are not an
-error: they are counted as ``unknown``.
+error: they are counted as ``unknown``. Concurrent requests are joined in one store call off the
+event loop (service.group_commit), each answered with its own counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Annotated, Any
 
 import pydantic
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 
 from service.errors import BadRequest
-from service.monitor import FeedbackResult, PredictionRecord
-from service.monitoring import Monitoring
+from service.group_commit import GroupCommit
+from service.monitor import FeedbackResult, Monitor, PredictionRecord
 
 ModelKey = tuple[str, str]
+Classes = Mapping[ModelKey, dict[str, int]]  # (model, version) -> class name -> index
 SHOWN_CLASSES = 10  # class names listed in an error message
 
 
@@ -81,8 +84,8 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path or "body"
 
 
-def label_index(label: str | int, record: PredictionRecord | None,
-                classes: Mapping[ModelKey, dict[str, int]], field: str) -> int:
+def label_index(label: str | int, record: PredictionRecord | None, classes: Classes,
+                field: str) -> int:
     """The class index of ``label`` for the model version that made the prediction (an unknown
     prediction keeps any index: it will be counted unknown)."""
     if record is None:
@@ -114,11 +117,41 @@ def _index_in(label: str | int, names: dict[str, int], record: PredictionRecord,
     return index
 
 
-def record_feedback(monitoring: Monitoring, labels: Sequence[FeedbackLabel]) -> FeedbackResult:
-    """Check every label against its prediction's classes, then join them (blocking: store I/O)."""
-    records = monitoring.monitor.lookup([item.prediction_id for item in labels])
-    pairs = [(item.prediction_id,
-              label_index(item.label, records.get(item.prediction_id), monitoring.classes,
-                          f"labels[{i}].label"))
-             for i, item in enumerate(labels)]
-    return monitoring.monitor.record_feedback(pairs)
+def label_pairs(labels: Sequence[FeedbackLabel], records: Mapping[str, PredictionRecord],
+                classes: Classes) -> list[tuple[str, int]]:
+    """(prediction_id, class index) for every label; BadRequest names the first bad one."""
+    return [(item.prediction_id, label_index(item.label, records.get(item.prediction_id), classes,
+                                             f"labels[{i}].label"))
+            for i, item in enumerate(labels)]
+
+
+def record_feedback_group(monitor: Monitor, classes: Classes,
+                          requests: list[list[FeedbackLabel]]) -> list[FeedbackResult | Exception]:
+    """Check each request's labels (a bad label fails its own request only), then join every
+    valid request's labels in one store call (blocking: run in the thread pool)."""
+    records = monitor.lookup([item.prediction_id for labels in requests for item in labels])
+    checked: list[list[tuple[str, int]] | Exception] = []
+    for labels in requests:
+        try:
+            checked.append(label_pairs(labels, records, classes))
+        except BadRequest as exc:
+            checked.append(exc)
+    valid = [pairs for pairs in checked if not isinstance(pairs, Exception)]
+    results = iter(monitor.record_feedback_batches(valid))
+    return [pairs if isinstance(pairs, Exception) else next(results) for pairs in checked]
+
+
+class FeedbackRecorder:
+    """Joins each request's labels; concurrent requests share one store call (group commit)."""
+
+    def __init__(self, monitor: Monitor, classes: Classes) -> None:
+        self._commit: GroupCommit[list[FeedbackLabel], FeedbackResult] = GroupCommit(
+            partial(record_feedback_group, monitor, classes))
+
+    async def record(self, labels: list[FeedbackLabel]) -> FeedbackResult:
+        """The request's counts once its labels are durably joined (BadRequest if one is bad)."""
+        return await self._commit.submit(labels)
+
+    async def drain(self) -> None:
+        """Wait for the joins in progress (shutdown)."""
+        await self._commit.drain()

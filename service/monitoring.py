@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
+from service.feedback import FeedbackRecorder
 from service.monitor import (
     DriftConfig,
     Monitor,
@@ -66,12 +67,18 @@ def monitor_config(settings: Settings) -> MonitorConfig:
 
 @dataclass(eq=False)
 class Monitoring:
-    """The app's monitor, its prediction recorder, and the classes (name -> index, in order) of
-    every model version registered (kept after an unload: labels for its predictions arrive on)."""
+    """The app's monitor, its prediction and feedback recorders, and the classes (name -> index,
+    in order) of every model version registered (kept after an unload: labels for its predictions
+    keep arriving)."""
 
     monitor: Monitor
-    recorder: PredictionRecorder
     classes: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    recorder: PredictionRecorder = field(init=False)
+    feedback: FeedbackRecorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recorder = PredictionRecorder(self.monitor)
+        self.feedback = FeedbackRecorder(self.monitor, self.classes)
 
     def register(self, repository: Repository) -> None:
         """Monitor every loaded (model, version) against its manifest's reference (state of models
@@ -90,7 +97,7 @@ async def open_monitoring(settings: Settings, repository: Repository,
     store = open_store(settings)
     try:
         monitor = Monitor(store, config=monitor_config(settings))
-        monitoring = Monitoring(monitor, PredictionRecorder(monitor))
+        monitoring = Monitoring(monitor)
         monitoring.register(repository)
         collector = monitor.collector()
         registry.register(collector)
@@ -98,6 +105,7 @@ async def open_monitoring(settings: Settings, repository: Repository,
             yield monitoring
         finally:
             await monitoring.recorder.drain()
+            await monitoring.feedback.drain()
             registry.unregister(collector)
     finally:
         store.close()

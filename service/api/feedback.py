@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from service.api.body import read_limited_body
 from service.api.deps import MonitoringDep, SettingsDep
-from service.feedback import FeedbackRequest, parse_feedback, record_feedback
+from service.feedback import FeedbackRequest, parse_feedback
 from service.monitor import FeedbackResult
 
 router = APIRouter(tags=["monitoring"])
@@ -39,8 +38,9 @@ FEEDBACK_BODY: dict[str, Any] = {"requestBody": {
     "required": True,
     "content": {"application/json": {
         "schema": inline_schema(FeedbackRequest),
-        "example": {"labels": [{"prediction_id": "3f2a9c0e5b7d4e1f8a6b2c4d9e0f1a2b", "label": "Coat"},
-                               {"prediction_id": "9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e", "label": 4}]},
+        "example": {"labels": [
+            {"prediction_id": "3f2a9c0e5b7d4e1f8a6b2c4d9e0f1a2b", "label": "Coat"},
+            {"prediction_id": "9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e", "label": 4}]},
     }},
 }}
 
@@ -60,4 +60,4 @@ async def feedback(request: Request, settings: SettingsDep,
     stored (or were evicted), `expired` ones are older than the retention."""
     body = await read_limited_body(request, settings.max_body_bytes)
     labels = parse_feedback(body, settings.max_feedback_labels)
-    return await run_in_threadpool(record_feedback, monitoring, labels)
+    return await monitoring.feedback.record(labels)

@@ -13,6 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.errors import BadRequest
+from service.feedback import FeedbackLabel, record_feedback_group
+from service.monitor import FeedbackResult
 from service.settings import Settings
 from training.data import load_digits
 
@@ -191,3 +194,16 @@ def test_openapi_documents_the_typed_body_and_counts(api: TestClient) -> None:
     ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["$ref"].endswith("/FeedbackResult")
     assert {"400", "413", "503"} <= set(operation["responses"])
+
+
+def test_requests_joined_in_one_store_call_are_checked_and_counted_separately(
+        api: TestClient) -> None:
+    first, second = predict(api, 2)
+    monitoring = api.app.state.monitoring  # the group commit's write, called directly
+    good = [FeedbackLabel(prediction_id=first["prediction_id"], label="one")]
+    bad = [FeedbackLabel(prediction_id=second["prediction_id"], label="eleven")]
+    again = [FeedbackLabel(prediction_id=first["prediction_id"], label=1)]
+    ok, refused, duplicate = record_feedback_group(monitoring.monitor, monitoring.classes,
+                                                   [good, bad, again])
+    assert ok == FeedbackResult(accepted=1) and duplicate == FeedbackResult(duplicate=1)
+    assert isinstance(refused, BadRequest) and refused.field == "labels[0].label"
