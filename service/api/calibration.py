@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from calibration.plots import figure_png, plot_reliability
 from service.api.deps import MonitoringDep, RepositoryDep
+from service.api.openapi import error_responses
 from service.monitor import CalibrationStatus, Monitor
 from service.monitor.state import reference_statistics
 from service.repository import Repository
@@ -17,10 +18,7 @@ from service.repository import Repository
 router = APIRouter(tags=["monitoring"])
 
 VersionQuery = Annotated[str | None, Query(description="model version (default: the served one)")]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown model or version"},
-    503: {"description": "the prediction store is unavailable; retry"},
-}
+ERRORS = error_responses(404, 503)
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}},
           "description": "reliability diagram of the window: per-bin accuracy vs confidence, "

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from service.api.body import read_limited_body
 from service.api.deps import MonitoringDep, SettingsDep
+from service.api.openapi import error_responses
 from service.feedback import FeedbackRequest, parse_feedback
 from service.monitor import FeedbackResult
 
@@ -44,11 +45,7 @@ FEEDBACK_BODY: dict[str, Any] = {"requestBody": {
     }},
 }}
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "invalid body or label; `field` names it, e.g. `labels[3].label`"},
-    413: {"description": "body too large"},
-    503: {"description": "the prediction store is unavailable; retry"},
-}
+ERRORS = error_responses(400, 413, 503)  # 400 names the field, e.g. labels[3].label
 
 
 @router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=FEEDBACK_BODY,
