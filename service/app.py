@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from service.api import calibration, feedback, v1, v2, v2_repository
-from service.api.openapi import document_errors
+from service.api.openapi import document_errors, error_responses
 from service.errors import ServiceError
 from service.http_metrics import HttpMetrics
 from service.model_manager import ModelManager, watching
@@ -45,10 +45,10 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     install_monitor_error_handler(app)
     app.include_router(v1.router)
     app.include_router(v2.router)
-    app.include_router(feedback.router, dependencies=[AdminAuth])
+    app.include_router(feedback.router, dependencies=[AdminAuth], responses=error_responses(401))
     app.include_router(v2_repository.router)
     install_cors(app, settings)
-    document_errors(app)
+    document_errors(app, settings)
     app.include_router(calibration.router)
 
     @app.get("/metrics", include_in_schema=False)

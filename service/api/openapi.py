@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from service.settings import Settings
+
 DESCRIPTIONS = {
     400: "invalid request; `error` says what, `field` says where",
     401: "missing or wrong bearer token",
@@ -35,8 +37,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in statuses}
 
 
-def document_errors(app: FastAPI) -> None:
-    """Generate the schema once with every 422 answer described as ErrorBody."""
+def document_errors(app: FastAPI, settings: Settings | None = None) -> None:
+    """Generate the schema once with every 422 answer described as ErrorBody, and the bearer
+    requirement only where this configuration enforces it (see ``_fix_security``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -44,13 +47,24 @@ def document_errors(app: FastAPI) -> None:
                                  routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
                 ErrorBody.model_json_schema())
-            for path in schema.get("paths", {}).values():
+            for route, path in schema.get("paths", {}).items():
                 for operation in path.values():
                     _fix_validation_error(operation.get("responses", {}))
+                    _fix_security(route, operation, settings)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _fix_security(route: str, operation: dict[str, Any], settings: Settings | None) -> None:
+    """No token configured: nothing requires one; inference needs it only with auth_inference."""
+    if settings is None or "security" not in operation:
+        return
+    inference = route.endswith(("/infer", ":predict"))
+    if settings.auth_token is None or (inference and not settings.auth_inference):
+        del operation["security"]
+        operation.get("responses", {}).pop("401", None)
 
 
 def _fix_validation_error(responses: dict[str, Any]) -> None:
