@@ -3,7 +3,8 @@
 A loss is an ``nn.Module`` whose ``forward(logits, targets)`` follows torch's ``reduction``
 convention ('mean' default, 'sum', 'none' -> one value per sample). Subclasses implement
 ``per_sample``; the optional hooks (``mix_batch``, ``validation_statistics``, ``end_epoch``,
-``summary``) default to no-ops so the trainer calls them on every loss without type checks.
+``summary``, ``attach``) default to no-ops so the trainer calls them on every loss without type
+checks.
 """
 
 from __future__ import annotations
@@ -142,6 +143,20 @@ class CalibrationLoss(nn.Module):
     def hyperparameters(self) -> dict[str, float]:
         """Constructor keyword arguments for the manifest (not reduction, not num_classes)."""
         return {}
+
+    def attach(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train: tuple[Tensor, Tensor],
+        seed: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Bind the loss to a run before its first epoch; returns the (x, y) to train on.
+
+        The identity for every loss but gamma-net, which carves its meta-validation split off
+        ``train`` and reads the network's head and the optimizer's current learning rate.
+        """
+        return train
 
     def mix_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Targets]:
         """Inputs and targets to train on; the identity except for input-mixing losses."""
