@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from service.api import calibration, feedback, v1, v2, v2_repository
 from service.api.openapi import document_errors, error_responses
 from service.errors import ServiceError
-from service.http_metrics import HttpMetrics
+from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from service.model_manager import ModelManager, watching
 from service.monitoring import install_monitor_error_handler, open_monitoring
 from service.repository import Repository, load_from_settings
@@ -40,7 +40,7 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     app.state.settings = settings
     app.state.registry = registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
-    app.middleware("http")(http_metrics.middleware)
+    app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics)
     install_error_handlers(app)
     install_monitor_error_handler(app)
     app.include_router(v1.router)

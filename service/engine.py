@@ -29,6 +29,7 @@ def open_session(path: Path, providers: str, intra_op_threads: int) -> ort.Infer
     """Create the session; ``session.get_providers()`` (not the available list) says what runs."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=requested_providers(providers))
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph classes

@@ -1,12 +1,14 @@
-"""Request metrics on a per-app registry: counter by route/method/status and a latency histogram."""
+"""Request metrics on a per-app registry: counter by route/method/status and a latency histogram.
+
+A pure ASGI middleware (no BaseHTTPMiddleware: that wraps every response body in a stream).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -20,21 +22,41 @@ class HttpMetrics:
         self.latency = Histogram("candor_http_request_duration_seconds", "Time to answer a request",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=registry)
 
-    async def middleware(self, request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Time every request and label it by its route template (never by raw path or ids)."""
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = route_template(request)
-        self.requests.labels(route, request.method, str(response.status_code)).inc()
-        self.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        """Count one answered request under its route template."""
+        route = route_template(scope)
+        self.requests.labels(route, scope["method"], str(status)).inc()
+        self.latency.labels(route).observe(seconds)
 
 
-def route_template(request: Request) -> str:
+class HttpMetricsMiddleware:
+    """Times every HTTP request and labels it by its route template (never by raw path or ids)."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.observe(scope, status, time.perf_counter() - started)
+
+
+def route_template(scope: Scope) -> str:
     """The matched route's path template, e.g. ``/v1/models/{model_name}:predict``, or 'unmatched'.
 
-    Starlette records the matched route in ``scope["route"]`` while routing.
+    Starlette's router records the matched route in ``scope["route"]`` (the same scope dict).
     """
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+    return str(getattr(scope.get("route"), "path", "unmatched"))

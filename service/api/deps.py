@@ -1,4 +1,7 @@
-"""Annotated dependencies: everything a handler needs comes from the app's lifespan state."""
+"""Annotated dependencies: everything a handler needs comes from the app's lifespan state.
+
+They are ``async def``: FastAPI runs plain ``def`` dependencies in the thread pool, a thread hop
+per dependency per request."""
 
 from __future__ import annotations
 
@@ -12,25 +15,25 @@ from service.repository import Repository
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_repository(request: Request) -> Repository:
+async def get_repository(request: Request) -> Repository:
     """The loaded model repository."""
     repository: Repository = request.app.state.repository
     return repository
 
 
-def get_monitoring(request: Request) -> Monitoring:
+async def get_monitoring(request: Request) -> Monitoring:
     """The calibration monitor, its prediction recorder and the models' class names."""
     monitoring: Monitoring = request.app.state.monitoring
     return monitoring
 
 
-def get_recorder(request: Request) -> PredictionRecorder:
+async def get_recorder(request: Request) -> PredictionRecorder:
     """Records served predictions (see service.predictions.record_predictions)."""
     recorder: PredictionRecorder = request.app.state.monitoring.recorder
     return recorder

@@ -17,7 +17,7 @@ router = APIRouter(tags=["repository"], dependencies=[AdminAuth])
 MAX_CONTROL_BODY = 64 * 1024
 
 
-def get_manager(request: Request) -> ModelManager:
+async def get_manager(request: Request) -> ModelManager:
     """The app's model manager (lifespan state)."""
     manager: ModelManager = request.app.state.model_manager
     return manager
