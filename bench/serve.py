@@ -1,0 +1,180 @@
+"""Benchmark (not a test): `candor serve` against raw ONNX Runtime and a bare Starlette endpoint,
+all measured in this one invocation on loopback, each figure printed with its ratio to its baseline.
+
+(a) compute-heavy model (ResNet-18, CIFAR variant, on 1x28x28, random weights, exported here):
+    served samples/s at concurrency 32, one instance per request, vs raw in-process ONNX Runtime
+    samples/s at its best batch size (goal >= 0.90).
+(b) default small model (models/fashion-mnist-cnn): served requests/s at concurrency 32 vs a bare
+    Starlette endpoint parsing the same payload and returning a same-sized response (goal >= 0.70).
+(c) default small model at concurrency 1: served median latency minus raw ONNX Runtime batch-1
+    median latency (goal <= 1 ms).
+
+The load generator (bench/loadgen.py) runs in this process on the same machine as the servers.
+
+    .venv/bin/python bench/serve.py --seconds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import uvloop
+
+from bench.loadgen import build_request, closed_loop, exchange
+from bench.processes import REPO, bare_starlette, candor_serve, free_port
+from calibration.manifest import load_manifest
+
+SMALL = "fashion-mnist-cnn"
+HEAVY = "resnet18-28"
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def build_models(root: Path, heavy: bool = True) -> Path:
+    """models/ with the bundled small model and a freshly exported ResNet-18 on 1x28x28."""
+    models = root / "models"
+    shutil.copytree(REPO / "models" / SMALL, models / SMALL)
+    if not heavy:
+        return models
+    import torch
+
+    from training.module_artifact import export_module
+    from training.networks import ResNet18
+
+    torch.manual_seed(0)
+    export_module(ResNet18((1, 28, 28), 10), (1, 28, 28), HEAVY, "1", models, architecture="resnet18")
+    return models
+
+
+def session(directory: Path, threads: int) -> ort.InferenceSession:
+    """A session opened exactly as the service opens it (service.engine.open_session options)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+def raw_throughput(sess: ort.InferenceSession, shape: tuple[int, ...], seconds: float) -> dict[int, float]:
+    """Samples/s of back-to-back session.run at each batch size."""
+    name = sess.get_inputs()[0].name
+    figures = {}
+    for batch in BATCHES:
+        x = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
+        sess.run(None, {name: x})
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            sess.run(None, {name: x})
+            runs += 1
+        figures[batch] = runs * batch / (time.perf_counter() - started)
+    return figures
+
+
+def raw_latency_ms(sess: ort.InferenceSession, shape: tuple[int, ...], runs: int = 2000) -> float:
+    """Median wall time of one batch-1 session.run."""
+    name = sess.get_inputs()[0].name
+    x = np.zeros((1, *shape), np.float32)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times[100:])
+
+
+def predict_request(model: str, shape: tuple[int, ...]) -> bytes:
+    """V1 predict with one raw 0-255 image of the model's instance shape, as JSON."""
+    image = np.random.default_rng(1).integers(0, 256, size=shape).tolist()
+    body = json.dumps({"instances": [image]}).encode()
+    return build_request(f"/v1/models/{model}:predict", body)
+
+
+async def measure(port: int, request: bytes, concurrency: int, seconds: float):  # noqa: ANN201
+    """Warm up for a fifth of the time, then measure."""
+    await closed_loop(port, request, concurrency, max(1.0, seconds / 5))
+    return await closed_loop(port, request, concurrency, seconds)
+
+
+def report(label: str, value: float, unit: str, baseline: float, ratio: float, goal: str) -> str:
+    return f"{label:<58} {value:>10.2f} {unit:<10} baseline {baseline:>10.2f}  ratio {ratio:6.3f}  goal {goal}"
+
+
+def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str]) -> dict[str, float]:
+    """(a): served samples/s at c=32 vs raw ORT at its best batch size, same thread setting."""
+    shape = tuple(d for d in load_manifest(models / HEAVY / "1").input.shape[1:] if d)
+    raw = raw_throughput(session(models / HEAVY / "1", threads), shape, seconds / 5)
+    best = max(raw, key=raw.__getitem__)
+    port = free_port()
+    with candor_serve(models, port, {**env, "CANDOR_INTRA_OP_THREADS": str(threads)}):
+        served = asyncio.run(measure(port, predict_request(HEAVY, shape), 32, seconds))
+    print(f"raw ORT {HEAVY} samples/s by batch ({threads} threads): "
+          + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items()))
+    ratio = served.rate / raw[best]
+    print(report(f"(a) {HEAVY} served samples/s, c=32", served.rate, "samples/s", raw[best], ratio,
+                 f">= 0.90 (raw ORT, best batch {best})"))
+    print(f"    p50 {served.median_ms():.1f} ms, p99 {served.percentile_ms(0.99):.1f} ms, "
+          f"answers {dict(served.statuses)}")
+    return {"threads_a": threads, "raw_ort_heavy_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
+            "served_heavy_samples_per_s_c32": served.rate, "ratio_a": ratio,
+            "served_heavy_c32_p99_ms": served.percentile_ms(0.99)}
+
+
+def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str]) -> dict[str, float]:
+    """(b) requests/s at c=32 vs bare Starlette; (c) c=1 median latency minus raw ORT batch-1."""
+    shape = tuple(d for d in load_manifest(models / SMALL / "1").input.shape[1:] if d)
+    raw_ms = raw_latency_ms(session(models / SMALL / "1", threads), shape)
+    request = predict_request(SMALL, shape)
+    port = free_port()
+    with candor_serve(models, port, {**env, "CANDOR_INTRA_OP_THREADS": str(threads)}):
+        single = asyncio.run(measure(port, request, 1, seconds))
+        served = asyncio.run(measure(port, request, 32, seconds))
+        _, response = asyncio.run(exchange(port, request))
+    bare_port = free_port()
+    with bare_starlette(bare_port, response):
+        bare = asyncio.run(measure(bare_port, request, 32, seconds))
+    ratio, overhead = served.rate / bare.rate, single.median_ms() - raw_ms
+    print(report(f"(b) {SMALL} served requests/s, c=32", served.rate, "req/s", bare.rate, ratio,
+                 ">= 0.70 (bare Starlette, same payload)"))
+    print(f"    p50 {served.median_ms():.2f} ms, p99 {served.percentile_ms(0.99):.2f} ms, "
+          f"answers {dict(served.statuses)}; bare answers {dict(bare.statuses)}")
+    print(f"{'(c) ' + SMALL + ' c=1 median latency':<58} {single.median_ms():>10.3f} ms         "
+          f"raw ORT batch-1 {raw_ms:.3f} ms  overhead {overhead:.3f} ms  goal <= 1 ms")
+    return {"threads_bc": threads, "bare_starlette_requests_per_s_c32": bare.rate,
+            "served_small_requests_per_s_c32": served.rate, "ratio_b": ratio,
+            "raw_ort_small_batch1_median_ms": raw_ms, "served_small_c1_median_ms": single.median_ms(),
+            "overhead_c_ms": overhead, "served_small_c32_p99_ms": served.percentile_ms(0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measurement per figure")
+    parser.add_argument("--heavy-threads", type=int, default=0,
+                        help="ONNX Runtime intra-op threads for (a), raw and served (0: ORT default)")
+    parser.add_argument("--small-threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads for (b) and (c), raw and served")
+    parser.add_argument("--state-dir", type=Path,
+                        help="where candor's prediction store lives (default: a fresh temp dir)")
+    parser.add_argument("--only", choices=["heavy", "small"], help="run one part")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    uvloop.install()
+    results: dict[str, float] = {}
+    env = {"CANDOR_STATE_DIR": str(args.state_dir)} if args.state_dir else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = build_models(Path(tmp), heavy=args.only != "small")
+        if args.only != "small":
+            results |= heavy_figures(models, args.seconds, args.heavy_threads, env)
+        if args.only != "heavy":
+            results |= small_figures(models, args.seconds, args.small_threads, env)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
