@@ -25,8 +25,14 @@ Validation pass (after each training epoch, no grad, on the validation split, ne
 Mixup draws its weights and permutations from ``LOSSES["mixup"](generator=...)``, a seeded
 ``torch.Generator``, for reproducible runs (the global RNG otherwise).
 
+Before the first epoch the trainer calls ``train = loss_fn.attach(model, optimizer, train, seed)``:
+the identity, except gamma-net, which carves its meta-validation split off the training pair, hooks
+the network's Linear ``head`` to see the penultimate features, and then takes its meta step inside
+``forward`` (``needs_features``: it cannot be called on bare logits).
+
 Checkpoints: save ``loss_fn.state_dict()`` beside the model's and ``load_state_dict`` it on resume
-(cals keeps lambda, rho and the previous class-mean constraint there; the others are stateless).
+(cals keeps lambda, rho and the previous class-mean constraint there; gamma-net its network, the
+meta-optimizer's Adam state and the meta-validation stream position; the others are stateless).
 Manifest: ``loss_fn.name`` and ``loss_fn.hyperparameters()``;
 ``build_loss(name, num_classes=K, **those)`` rebuilds the same loss. Bad hyper-parameters raise
 ``LossConfigError`` naming the parameter and its range; inputs of the wrong shape raise
@@ -50,6 +56,7 @@ from training.losses.cals import ClassAdaptiveLabelSmoothing
 from training.losses.cross_entropy import CrossEntropy, LabelSmoothing
 from training.losses.entropy import EntropyConfidencePenalty
 from training.losses.focal import FLSD53, FocalLoss
+from training.losses.gamma_net import GammaNetLoss
 from training.losses.margin import MarginLabelSmoothing
 from training.losses.mixup import MixupLoss
 
@@ -62,6 +69,7 @@ LOSSES: dict[str, Callable[..., CalibrationLoss]] = {
     "mbls": MarginLabelSmoothing,
     "cals": ClassAdaptiveLabelSmoothing,
     "mixup": MixupLoss,
+    "gamma-net": GammaNetLoss,
 }
 
 
@@ -86,6 +94,7 @@ __all__ = [
     "CrossEntropy",
     "EntropyConfidencePenalty",
     "FocalLoss",
+    "GammaNetLoss",
     "LabelSmoothing",
     "LossConfigError",
     "LossError",

@@ -122,6 +122,7 @@ class CalibrationLoss(nn.Module):
 
     name: ClassVar[str]
     needs_num_classes: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False  # gamma-net: needs attach(), not bare logits
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
