@@ -4,7 +4,10 @@ One step = mix_batch, forward, loss, backward, gradient clipping at 2 (as the tr
 SGD step, on the same 128 random Fashion-MNIST-shaped images (1x28x28) and the same SmallCNN.
 Repetitions interleave the losses in a fresh random order each time, so drift in machine load
 hits every loss alike; the ratio is the median over repetitions of (loss step / CE step) timed in
-the same repetition. Goal: every loss but mixup within 1.05x of CE.
+the same repetition. Goal: every loss but mixup within 1.05x of CE; gamma-net, whose step includes
+its meta step (a no-grad forward of a meta-validation batch of the same size, the look-ahead of the
+head and an Adam step of the gamma-net), within 2.5x. gamma-net is left out of the loss-only
+timing: it needs the network's features.
 
     .venv/bin/python bench/loss_overhead.py --threads 1 --repetitions 40
 """
@@ -27,12 +30,16 @@ from training.networks import SmallCNN
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 28, 28)
 GOAL = 1.05
+GOALS = {"gamma-net": 2.5}  # the meta step's own goal (issue 5)
+META_POOL_BATCHES = 9  # gamma-net carves 1/9 of the pool: one meta-validation batch of B rows
 
 
 def make_step(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     """A closure running one full training step of ``model`` with the loss ``name``."""
     loss_fn = build_loss(name, num_classes=NUM_CLASSES)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    pool = torch.randn(META_POOL_BATCHES * len(y), *x.shape[1:])
+    loss_fn.attach(model, optimizer, (pool, y.repeat(META_POOL_BATCHES)), 0)
 
     def step() -> None:
         inputs, targets = loss_fn.mix_batch(x, y)
@@ -87,11 +94,15 @@ def report_loss_only(times: dict[str, list[float]]) -> None:
 
 def report(times: dict[str, list[float]]) -> None:
     ce = times["ce"]
-    print(f"{'loss':<8} {'median ms':>10} {'ratio vs ce':>12}  goal <= {GOAL}x (mixup exempt)")
+    print(
+        f"{'loss':<9} {'median ms':>10} {'ratio vs ce':>12}  goal <= {GOAL}x "
+        "(mixup exempt, gamma-net 2.5x)"
+    )
     for name, samples in times.items():
         ratio = statistics.median(t / c for t, c in zip(samples, ce, strict=True))
-        verdict = "" if name in ("ce", "mixup") or ratio <= GOAL else "  OVER GOAL"
-        print(f"{name:<8} {1e3 * statistics.median(samples):>10.2f} {ratio:>12.3f}{verdict}")
+        over = name not in ("ce", "mixup") and ratio > GOALS.get(name, GOAL)
+        verdict = "  OVER GOAL" if over else ""
+        print(f"{name:<9} {1e3 * statistics.median(samples):>10.2f} {ratio:>12.3f}{verdict}")
 
 
 def main() -> None:
@@ -113,7 +124,11 @@ def main() -> None:
         f"{args.repetitions} interleaved repetitions"
     )
     report(measure(steps, args.repetitions, args.warmup, args.seed))
-    loss_only = {name: make_loss_only(name, y, x) for name in LOSSES}
+    loss_only = {
+        name: make_loss_only(name, y, x)
+        for name, factory in LOSSES.items()
+        if not getattr(factory, "needs_features", False)
+    }
     report_loss_only(measure(loss_only, 20 * args.repetitions, 10, args.seed))
 
 
