@@ -92,7 +92,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
         help="channels of the first layer (default: 32 small-cnn, 64 resnet18)",
     )
     train.add_argument(
-        "--loss", default="ce", help="training loss: ce, ls, focal, flsd53, ecp, mbls, cals, mixup"
+        "--loss",
+        default="ce",
+        help="training loss: ce, ls, focal, flsd53, ecp, mbls, cals, mixup, gamma-net",
     )
     train.add_argument(
         "--loss-param",
