@@ -80,7 +80,9 @@ class Batcher:
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
-        """Announce a request being read and parsed, so an idle worker may wait for it briefly."""
+        """Announce a request being read and parsed, so an idle worker may wait for it briefly.
+        A full queue refuses it here, before its body is read (503 stays cheap under overload)."""
+        self.admit(1)
         self._arriving += 1
         try:
             yield
@@ -92,7 +94,7 @@ class Batcher:
         """Queue ``rows`` (N, ...) and return the model's output for them; 503 errors when full
         or when the loop-time ``deadline`` (default: now + timeout) passes first."""
         loop = asyncio.get_running_loop()
-        self._admit(len(rows))
+        self.admit(len(rows))
         pending = _Pending(rows, loop.create_future())
         self._queue.append(pending)
         self._queued_rows += len(rows)
@@ -106,8 +108,8 @@ class Batcher:
         finally:
             timer.cancel()
 
-    def _admit(self, n: int) -> None:
-        """Refuse a request whose rows do not fit in the bounded queue."""
+    def admit(self, n: int) -> None:
+        """Refuse (QueueFull) a request whose ``n`` rows do not fit in the bounded queue."""
         c = self.config
         if self._queued_rows + n > c.max_queue_size:
             raise QueueFull(f"model '{self.name}' queue is full ({self._queued_rows} of "

@@ -161,3 +161,18 @@ def test_config_is_read_from_settings(field: str) -> None:
     config = BatchConfig.from_settings(Settings(max_batch_size=7, max_queue_size=2048, max_queue_delay_ms=5))
     assert {"max_batch_size": 7, "max_queue_size": 2048}[field] == getattr(config, field)
     assert config.max_queue_delay_s == pytest.approx(0.005)
+
+
+def test_a_full_queue_refuses_arrivals_before_their_body_is_read() -> None:
+    batcher = Batcher(SlowDouble(delay=0.2), BatchConfig(max_batch_size=1, max_queue_size=2))
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(2)]
+        await asyncio.sleep(0.05)  # one running, one queued
+        tasks.append(asyncio.create_task(batcher.submit(rows(1))))
+        await asyncio.sleep(0)  # two queued: the queue is full
+        with pytest.raises(QueueFull), batcher.arriving():
+            pass
+        await asyncio.gather(*tasks)
+
+    run(main())
