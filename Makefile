@@ -33,6 +33,11 @@ model: $(VENV)/.dev
 	bash scripts/system-deps.sh
 	bash scripts/make-default-model.sh
 
+# Benchmarks (not tests): serving ratios vs raw ONNX Runtime / bare Starlette, then 60 s of 10x overload.
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.serve --seconds 15
+	$(BIN)/python -m bench.overload --seconds 60
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy calibration service
