@@ -237,10 +237,23 @@ class MetaValidationStream:
             count -= take
         return torch.cat(parts)
 
-    def next_batch(self, size: int, rank: int = 0, world_size: int = 1) -> tuple[Tensor, Tensor]:
-        """This rank's share of the next global batch of ``size * world_size`` rows."""
-        rows = self.next_indices(size * world_size)[rank::world_size]
+    def next_batch(
+        self, global_size: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[Tensor, Tensor]:
+        """This rank's share (rows rank, rank + W, ...) of the next ``global_size`` rows."""
+        rows = self.next_indices(global_size)[rank::world_size]
         return self.x[rows], self.y[rows]
+
+
+def global_batch_size(local_size: int) -> int:
+    """The sum of the ranks' batch sizes under torchrun (shards may differ by one row), else
+    ``local_size``: every rank then advances the meta-validation stream alike."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local_size
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor(local_size, device=device)
+    dist.all_reduce(total)
+    return int(total.item())
 
 
 def rank_and_world() -> tuple[int, int]:

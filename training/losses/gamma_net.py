@@ -170,9 +170,7 @@ class GammaNetLoss(CalibrationLoss):
         x, y = train
         train_rows, meta_rows = meta.split_meta_validation(len(y), self.meta_fraction, seed)
         keep, held = (torch.from_numpy(rows).to(y.device) for rows in (train_rows, meta_rows))
-        self._stream = meta.MetaValidationStream(
-            x[held], y[held], seed, self._pending["rows_drawn"]
-        )
+        self._stream = meta.MetaValidationStream(x[held], y[held], seed, self.rows_drawn())
         self._bind(network, head, optimizer)
         return x[keep], y[keep]
 
@@ -182,7 +180,8 @@ class GammaNetLoss(CalibrationLoss):
         self._hook = head.register_forward_pre_hook(self._capture_features)
         self._bound = (network, head, optimizer)
         self.gamma_net.materialize(head.in_features, head.weight.device)
-        self.meta_optimizer = torch.optim.Adam(self.gamma_net.parameters(), lr=self.meta_lr)
+        if self.meta_optimizer is None:  # a second attach keeps the Adam state
+            self.meta_optimizer = torch.optim.Adam(self.gamma_net.parameters(), lr=self.meta_lr)
         if self._pending["optimizer"] is not None:
             load_optimizer_state(self.meta_optimizer, self._pending["optimizer"])
             self._pending["optimizer"] = None
@@ -193,16 +192,13 @@ class GammaNetLoss(CalibrationLoss):
     # -- the loss ------------------------------------------------------------------------------
 
     def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
-        features = self._take_features(logits)
-        result = None
-        if self.training and torch.is_grad_enabled() and logits.requires_grad:
-            result = self._meta_step(meta.FeatureBatch(features, targets))
-            with torch.no_grad():
-                gamma = self.gamma_net(features)
+        captured = self._take_features(logits)
+        train = meta.FeatureBatch(captured.float(), targets)
+        stepping = self.training and torch.is_grad_enabled() and logits.requires_grad
+        result = self._meta_step(train, captured) if stepping else None
+        gamma = self.gammas(train.features)
+        if result is not None:
             self.statistics.add(gamma, result)
-        else:
-            with torch.no_grad():
-                gamma = self.gamma_net(features)
         log_p_true = true_class_log_probability(F.log_softmax(logits, dim=1), targets)
         return focal_from_log_probability(log_p_true, gamma)
 
@@ -225,16 +221,16 @@ class GammaNetLoss(CalibrationLoss):
                 f"gamma-net: the last head input has {features.shape[0]} rows, the logits "
                 f"{logits.shape[0]}; call the loss right after the network's forward pass"
             )
-        return features.detach().float()
+        return features.detach()
 
-    def _meta_step(self, train: meta.FeatureBatch) -> meta.MetaStepResult:
+    def _meta_step(self, train: meta.FeatureBatch, captured: Tensor) -> meta.MetaStepResult:
+        """The bilevel step on this batch; ``captured`` (half under AMP) sets the meta precision."""
         assert self._bound is not None and self._stream is not None
         assert self.meta_optimizer is not None
         network, head, optimizer = self._bound
-        x_meta, y_meta = self._stream.next_batch(len(train.labels), *meta.rank_and_world())
-        batch = meta.FeatureBatch(
-            meta.penultimate_features(network, x_meta, train.features), y_meta
-        )
+        rows = meta.global_batch_size(len(train.labels))
+        x_meta, y_meta = self._stream.next_batch(rows, *meta.rank_and_world())
+        batch = meta.FeatureBatch(meta.penultimate_features(network, x_meta, captured), y_meta)
         lr = float(optimizer.param_groups[0]["lr"])
         return meta.meta_step(
             self.gamma_net, self.meta_optimizer, head, train, batch, lr,

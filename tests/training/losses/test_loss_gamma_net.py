@@ -224,3 +224,12 @@ def test_summary_reports_gamma_spread_and_meta_loss_per_epoch() -> None:
     assert summary["meta_loss"] > summary["meta_sece"] >= 0.0
     loss_fn.end_epoch({}, 1)  # an epoch without steps reports nothing
     assert loss_fn.summary() == {}
+
+
+def test_a_second_attach_keeps_the_meta_optimizer_and_the_stream_position() -> None:
+    loss_fn, model, optimizer, (x, y) = attached()
+    training_step(loss_fn, model, optimizer, x[:32], y[:32])
+    adam = loss_fn.meta_optimizer
+    assert adam is not None and adam.state
+    loss_fn.attach(model, optimizer, images(0, 180), 0)
+    assert loss_fn.meta_optimizer is adam and loss_fn.rows_drawn() == 32
