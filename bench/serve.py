@@ -105,13 +105,15 @@ def report(label: str, value: float, unit: str, baseline: float, ratio: float, g
     return f"{label:<58} {value:>10.2f} {unit:<10} baseline {baseline:>10.2f}  ratio {ratio:6.3f}  goal {goal}"
 
 
-def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str]) -> dict[str, float]:
+def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
+                  delay_ms: float) -> dict[str, float]:
     """(a): served samples/s at c=32 vs raw ORT at its best batch size, same thread setting."""
     shape = tuple(d for d in load_manifest(models / HEAVY / "1").input.shape[1:] if d)
     raw = raw_throughput(session(models / HEAVY / "1", threads), shape, seconds / 5)
     best = max(raw, key=raw.__getitem__)
     port = free_port()
-    with candor_serve(models, port, {**env, "CANDOR_INTRA_OP_THREADS": str(threads)}):
+    settings = {**env, "CANDOR_INTRA_OP_THREADS": str(threads), "CANDOR_MAX_QUEUE_DELAY_MS": str(delay_ms)}
+    with candor_serve(models, port, settings):
         served = asyncio.run(measure(port, predict_request(HEAVY, shape), 32, seconds))
     print(f"raw ORT {HEAVY} samples/s by batch ({threads} threads): "
           + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items()))
@@ -120,7 +122,7 @@ def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str
                  f">= 0.90 (raw ORT, best batch {best})"))
     print(f"    p50 {served.median_ms():.1f} ms, p99 {served.percentile_ms(0.99):.1f} ms, "
           f"answers {dict(served.statuses)}")
-    return {"threads_a": threads, "raw_ort_heavy_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
+    return {"threads_a": threads, "max_queue_delay_ms_a": delay_ms, "raw_ort_heavy_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
             "served_heavy_samples_per_s_c32": served.rate, "ratio_a": ratio,
             "served_heavy_c32_p99_ms": served.percentile_ms(0.99)}
 
@@ -156,6 +158,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement per figure")
     parser.add_argument("--heavy-threads", type=int, default=0,
                         help="ONNX Runtime intra-op threads for (a), raw and served (0: ORT default)")
+    parser.add_argument("--heavy-delay-ms", type=float, default=20.0,
+                        help="max_queue_delay_ms of the server in (a): time to wait for the previous "
+                             "batch's clients to come back (default setting: 2)")
     parser.add_argument("--small-threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads for (b) and (c), raw and served")
     parser.add_argument("--state-dir", type=Path,
@@ -169,7 +174,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), heavy=args.only != "small")
         if args.only != "small":
-            results |= heavy_figures(models, args.seconds, args.heavy_threads, env)
+            results |= heavy_figures(models, args.seconds, args.heavy_threads, env, args.heavy_delay_ms)
         if args.only != "heavy":
             results |= small_figures(models, args.seconds, args.small_threads, env)
     if args.json:

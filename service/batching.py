@@ -3,9 +3,10 @@
 Requests queue their preprocessed rows; a worker task takes whole requests in arrival order up to
 ``max_batch_size`` rows, concatenates them, runs the model in a worker thread (never on the event
 loop) and hands each request its slice. While a call runs, new requests queue up, so the batch size
-follows the load: 1 at concurrency 1 (no added latency), large under load. The worker waits up to
-``max_queue_delay_s`` before a call only while announced requests (``arriving``) are still being
-read and parsed. The queue holds at most ``max_queue_size`` rows: beyond it, QueueFull (503).
+follows the load: 1 at concurrency 1 (no added latency), large under load. Before a call the worker
+waits up to ``max_queue_delay_s`` only while more rows are expected: announced requests
+(``arriving``) still being read and parsed, or fewer rows queued than the previous call took (its
+clients are coming back), so a lone first request does not leave the rest for the next call. The queue holds at most ``max_queue_size`` rows: beyond it, QueueFull (503).
 Every request has a deadline: past it, DeadlineExceeded (503) and its rows are skipped if not run.
 """
 
@@ -66,6 +67,7 @@ class Batcher:
         self._arriving = 0
         self._changed: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._last_rows = 0  # rows in the previous call: its requests are likely to come back
         self.calls = 0  # ONNX Runtime calls made (for tests and benchmarks)
 
     @property
@@ -139,12 +141,15 @@ class Batcher:
             self._worker = None
 
     async def _await_arrivals(self) -> None:
-        """Wait up to max_queue_delay_s while announced requests may still join a partial batch."""
+        """Wait up to max_queue_delay_s while more rows are expected: announced requests still
+        being parsed, or fewer rows queued than the previous call had (its clients come back)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self.config.max_queue_delay_s
         if self._changed is None:
             self._changed = asyncio.Event()
-        while self._arriving and self._queued_rows < self.config.max_batch_size:
+        target = min(self.config.max_batch_size, max(self._last_rows, 1))
+        while ((self._arriving or self._queued_rows < target)
+               and self._queued_rows < self.config.max_batch_size):
             left = until - loop.time()
             if left <= 0:
                 return
@@ -179,6 +184,7 @@ class Batcher:
         """One model call in a worker thread; each request gets its slice (or the exception)."""
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         self.calls += 1
+        self._last_rows = len(rows)
         try:
             out = await asyncio.get_running_loop().run_in_executor(None, self._run, rows)
         except Exception as exc:  # a failed call fails exactly the requests in it
