@@ -3,9 +3,9 @@
 Under ``torchrun --nproc-per-node W`` every process builds the same seeded model and walks the same
 seeded global batches; rank r takes rows r, r+W, r+2W, ... of each global batch (the striding of
 DistributedSampler). Each rank's mean loss is weighted by W n_r / n so that DDP's gradient average
-is the gradient of the global-batch mean exactly. Validation rows are split into contiguous chunks; the
-CALS statistics are all-reduced (SUM) and the logits all-gathered, so every rank computes identical
-validation metrics and takes identical checkpoint decisions; only rank 0 writes files.
+is the gradient of the global-batch mean exactly. Validation rows are split into contiguous chunks;
+the CALS statistics are all-reduced (SUM) and the logits all-gathered, so every rank computes the
+same validation metrics and takes the same checkpoint decisions; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this process created the process group (and destroys it)
 
     @property
     def is_main(self) -> bool:
@@ -53,16 +54,22 @@ def setup() -> DistContext:
         return DistContext(device=device)
     if cuda:
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size(), device)
+    return DistContext(dist.get_rank(), dist.get_world_size(), device, owns_group)
 
 
-def teardown(ctx: DistContext) -> None:
-    """Wait for every rank (rank 0 may still be writing), then leave the process group."""
+def teardown(ctx: DistContext, wait: bool = True) -> None:
+    """Wait for every rank (rank 0 may still be writing), then leave the group if setup made it.
+
+    ``wait=False`` after an error: the other ranks may never reach the barrier.
+    """
     if ctx.is_distributed and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        if wait:
+            dist.barrier()
+        if ctx.owns_group:
+            dist.destroy_process_group()
 
 
 def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:

@@ -106,7 +106,6 @@ def choose_device() -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed torch, CUDA and numpy; deterministic kernels where torch offers them."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.backends.cudnn.benchmark = False
@@ -154,7 +153,7 @@ def build_run(
     state = RunState(model, loss_fn, optimizer, scaler, 0, {"val_accuracy": -1.0})
     if resume:
         restore_run(state, resume_record(out_dir, config))
-    elif ctx.is_main:
+    else:  # every rank checks, so that all of them stop alike
         refuse_existing_run(out_dir)
     state.model = distributed.wrap_model(state.model, ctx)
     return state
@@ -224,11 +223,15 @@ def train(
     shows the per-batch bar and the per-epoch line. Under torchrun only rank 0 writes.
     """
     config.validate()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     ctx = distributed.setup()
     try:
-        return run_epochs(config, out_dir, dataset, resume, progress, ctx)
-    finally:
-        distributed.teardown(ctx)
+        best = run_epochs(config, out_dir, dataset, resume, progress, ctx)
+    except BaseException:
+        distributed.teardown(ctx, wait=False)  # the other ranks may never reach a barrier
+        raise
+    distributed.teardown(ctx, wait=True)
+    return best
 
 
 def run_epochs(
@@ -254,6 +257,7 @@ def run_epochs(
     if ctx.is_main:
         truncate_log(out_dir, state.start_epoch)
     train_data = on_device(prepared.train, ctx.device)
+    train_data = state.loss_fn.attach(state.model, state.optimizer, train_data, config.seed)
     for epoch in range(state.start_epoch, config.epochs):
         started = time.perf_counter()
         set_learning_rate(state.optimizer, learning_rate(config, epoch))

@@ -118,3 +118,10 @@ def test_shards_cover_each_global_batch_once_and_weights_restore_the_global_mean
     assert float(sum(weighted) / 2) == pytest.approx(float(per_sample[batch].mean()))
     chunks = [validation_chunk(7, ctx).tolist() for ctx in ranks]
     assert chunks == [[0, 1, 2, 3], [4, 5, 6]]
+
+
+def test_an_error_on_every_rank_ends_the_job_without_hanging(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / LAST_CHECKPOINT).write_bytes(b"")  # another run's directory
+    done = torchrun_train(tmp_path / "taken", nproc=2)
+    assert done.returncode != 0 and "--resume" in done.stderr
