@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class HttpMetrics:
-    """``candor_http_requests_total{route,method,status}``, ``candor_http_request_duration_seconds{route}``."""
+    """``candor_http_requests_total{route,method,status}``, ``candor_http_request_duration_seconds{route}``,
+    ``candor_http_requests_in_flight`` (received, not yet answered)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("candor_http_requests", "HTTP requests answered",
                                 ["route", "method", "status"], registry=registry)
         self.latency = Histogram("candor_http_request_duration_seconds", "Time to answer a request",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.in_flight = Gauge("candor_http_requests_in_flight", "HTTP requests received and not yet answered",
+                               registry=registry)
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
         """Count one answered request under its route template."""
@@ -48,9 +51,11 @@ class HttpMetricsMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            self.metrics.in_flight.dec()
             self.metrics.observe(scope, status, time.perf_counter() - started)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from service.api.body import read_limited_body
 from service.api.deps import RecorderDep, RepositoryDep, SettingsDep
@@ -46,10 +46,13 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/v2/health/ready")
-async def ready(repository: RepositoryDep) -> dict[str, bool]:
-    """Ready when at least one model is loaded."""
-    return {"ready": len(repository) > 0}
+@router.get("/v2/health/ready", responses={503: {"description": "no model loaded",
+                                                  "content": {"application/json": {"example": {"ready": False}}}}})
+async def ready(repository: RepositoryDep) -> JSONResponse:
+    """200 ``{"ready": true}`` when at least one model is loaded, else 503 ``{"ready": false}``
+    (probes that read only the status code, as Kubernetes' do, see the difference)."""
+    loaded = len(repository) > 0
+    return JSONResponse({"ready": loaded}, status_code=200 if loaded else 503)
 
 
 @router.get("/v2", response_model=ServerMetadata)

@@ -70,11 +70,26 @@ def fire(url: str, n: int, results: list[object], timeout: float = 30) -> list[t
     return threads
 
 
+def wait_received(url: str, n: int, timeout: float = 30) -> int:
+    """Until the server has received n predict requests (answered + in flight, the scrape excluded);
+    returns how many were still in flight then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = httpx.get(url + "/metrics", timeout=5).text.splitlines()
+        in_flight = next(float(x.split()[1]) for x in lines if x.startswith("candor_http_requests_in_flight ")) - 1
+        answered = sum(float(x.split()[1]) for x in lines
+                       if x.startswith("candor_http_requests_total{") and ':predict"' in x)
+        if in_flight + answered >= n:
+            return int(in_flight)
+        time.sleep(0.02)
+    raise TimeoutError(f"the server never received {n} requests")
+
+
 def test_sigterm_stops_accepting_drains_queued_requests_and_exits_0(slow_models: Path) -> None:
     results: list[object] = []
     with serve(slow_models, {"CANDOR_MAX_BATCH_SIZE": "64"}) as server:
         threads = fire(server.url, 6, results)
-        time.sleep(0.5)  # all six in the server: one running, the rest queued
+        wait_received(server.url, 6)  # all six reached the server: SIGTERM must drain what is left
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         with pytest.raises(httpx.ConnectError):

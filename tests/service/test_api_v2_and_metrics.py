@@ -40,3 +40,13 @@ def test_importing_the_service_does_not_import_torch() -> None:
             "candor.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_ready_is_503_when_no_model_is_loaded(tmp_path: Path) -> None:
+    from service.app import create_app
+    from service.settings import Settings
+
+    with TestClient(create_app(Settings(models_dir=tmp_path, state_dir=tmp_path / "state"))) as empty:
+        response = empty.get("/v2/health/ready")
+    assert response.status_code == 503 and response.json() == {"ready": False}
+    assert response.headers["content-type"] == "application/json"
