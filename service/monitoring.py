@@ -55,7 +55,7 @@ def open_store(settings: Settings) -> PredictionStore:
         return RedisStore(url, limits)
     path = sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(path, limits)
+    return SQLiteStore(path, limits, sync=settings.store_sync)
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     store_url: str | None = Field(
         default=None, description="sqlite:///ABS/PATH or redis://host:port/db; "
                                   "default: sqlite in state_dir/predictions.db")
+    store_sync: Literal["normal", "full"] = Field(
+        default="normal", description="SQLite durability: normal (WAL, no fsync per commit) keeps "
+                                      "every answered prediction across kill -9 and restarts; full also "
+                                      "fsyncs each commit, surviving power loss, at ~4 ms per commit")
     retention_seconds: float = Field(
         default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired")
     store_capacity: int = Field(

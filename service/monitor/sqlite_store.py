@@ -1,7 +1,9 @@
-"""SQLiteStore: the embedded default prediction store (one file, WAL, fsync on every commit).
+"""SQLiteStore: the embedded default prediction store (one file, WAL journal).
 
-WAL journal with ``synchronous=FULL`` fsyncs the log on each commit, so whatever ``put`` or
-``resolve`` returned survives a clean restart, ``kill -9`` and power loss. One connection guarded
+Each commit is written to the WAL before ``put`` or ``resolve`` returns, so what they returned
+survives a clean restart and ``kill -9`` of the process in either mode. ``synchronous=NORMAL`` (the
+default) leaves the fsync to checkpoints; ``synchronous=FULL`` fsyncs every commit, so it also
+survives power loss or an OS crash, at the price of one fsync per commit. One connection guarded
 by a lock serves every thread; each call is one ``BEGIN IMMEDIATE`` transaction, so several
 processes may also share the file.
 """
@@ -48,10 +50,15 @@ _EVICT = "DELETE FROM predictions WHERE rowid IN " \
 _CHUNK = 500  # ids per SELECT ... IN (...), below SQLite's variable limit
 
 
+SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
+
+
 class SQLiteStore:
     """PredictionStore on one SQLite file; see service.monitor.store for the contract."""
 
-    def __init__(self, path: str | Path, limits: StoreLimits | None = None) -> None:
+    def __init__(self, path: str | Path, limits: StoreLimits | None = None, sync: str = "normal") -> None:
+        if sync not in SYNC_MODES:
+            raise StoreError(f"sync must be one of {sorted(SYNC_MODES)}, got {sync!r}")
         self.path = Path(path)
         self.limits = limits or StoreLimits()
         self._lock = threading.Lock()
@@ -60,7 +67,7 @@ class SQLiteStore:
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open prediction store {self.path}: {exc}") from exc

@@ -24,7 +24,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     from service.monitor.sqlite_store import SQLiteStore
     from service.monitor.store import PredictionRecord
-    store = SQLiteStore(sys.argv[1])
+    store = SQLiteStore(sys.argv[1], sync=sys.argv[2])
     store.put([PredictionRecord(f"k{i}", "m", "1", 0.75, 2, 1_700_000_000.0) for i in range(50)])
     store.resolve([("k0", 2)], 1_700_000_100.0)
     print("stored", flush=True)
@@ -32,10 +32,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_sqlite_keeps_what_was_returned_after_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync", ["normal", "full"])
+def test_sqlite_keeps_what_was_returned_after_sigkill(tmp_path: Path, sync: str) -> None:
     db = tmp_path / "p.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE,
+    with subprocess.Popen([sys.executable, "-c", CHILD, str(db), sync], stdout=subprocess.PIPE,
                           env=env, cwd=REPO) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == b"stored"
