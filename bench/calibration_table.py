@@ -36,7 +36,7 @@ from training.losses import LOSSES
 from training.posthoc import fit_focal_temperature, fit_temperature
 from training.trainer import TrainConfig, prepare_data, train
 
-TABLE_LOSSES = ("ce", "ls", "focal", "flsd53", "ecp", "mbls", "cals", "mixup")
+TABLE_LOSSES = ("ce", "ls", "focal", "flsd53", "ecp", "mbls", "cals", "mixup", "gamma-net")
 METRIC_NAMES = (
     "accuracy",
     "ece",
