@@ -122,7 +122,8 @@ def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str
                  f">= 0.90 (raw ORT, best batch {best})"))
     print(f"    p50 {served.median_ms():.1f} ms, p99 {served.percentile_ms(0.99):.1f} ms, "
           f"answers {dict(served.statuses)}")
-    return {"threads_a": threads, "max_queue_delay_ms_a": delay_ms, "raw_ort_heavy_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
+    return {"threads_a": threads, "max_queue_delay_ms_a": delay_ms,
+            "raw_ort_heavy_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
             "served_heavy_samples_per_s_c32": served.rate, "ratio_a": ratio,
             "served_heavy_c32_p99_ms": served.percentile_ms(0.99)}
 

@@ -6,7 +6,8 @@ loop) and hands each request its slice. While a call runs, new requests queue up
 follows the load: 1 at concurrency 1 (no added latency), large under load. Before a call the worker
 waits up to ``max_queue_delay_s`` only while more rows are expected: announced requests
 (``arriving``) still being read and parsed, or fewer rows queued than the previous call took (its
-clients are coming back), so a lone first request does not leave the rest for the next call. The queue holds at most ``max_queue_size`` rows: beyond it, QueueFull (503).
+clients are coming back), so a lone first request does not leave the rest for the next call.
+The queue holds at most ``max_queue_size`` rows: beyond it, QueueFull (503).
 Every request has a deadline: past it, DeadlineExceeded (503) and its rows are skipped if not run.
 """
 

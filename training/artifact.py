@@ -16,8 +16,15 @@ import onnxruntime as ort
 
 from calibration.binning import DEFAULT_BINS, bin_edges
 from calibration.manifest import (
-    ONNX_FILE, CalibrationMap, ConfidenceHistogram, Manifest, ReferenceFigures, ReliabilityBins,
-    UncalibratedFigures, sha256_of, write_manifest,
+    ONNX_FILE,
+    CalibrationMap,
+    ConfidenceHistogram,
+    Manifest,
+    ReferenceFigures,
+    ReliabilityBins,
+    UncalibratedFigures,
+    sha256_of,
+    write_manifest,
 )
 from calibration.maps import focal_temperature_scale, softmax
 from calibration.metrics import accuracy, adaptive_ece, bin_statistics, brier, classwise_ece, ece, nll

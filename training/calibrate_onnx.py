@@ -16,10 +16,15 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
+from calibration.manifest import Preprocessing, TensorSpec, TrainingInfo
 from calibration.maps import softmax
-from calibration.manifest import CalibrationMap, Preprocessing, TensorSpec, TrainingInfo
 from training.artifact import (
-    apply_map, check_batches_agree, publish_artifact, reference_figures, refuse_existing, run_onnx,
+    apply_map,
+    check_batches_agree,
+    publish_artifact,
+    reference_figures,
+    refuse_existing,
+    run_onnx,
     uncalibrated_figures,
 )
 from training.errors import TrainingError
@@ -44,7 +49,8 @@ def load_npz(path: Path) -> LabelledArrays:
         with np.load(path, allow_pickle=False) as data:
             missing = {"x", "y"} - set(data.files)
             if missing:
-                raise TrainingError(f"{path}: missing array(s) {sorted(missing)}; save with np.savez(path, x=..., y=...)")
+                raise TrainingError(f"{path}: missing array(s) {sorted(missing)}; "
+                                    "save with np.savez(path, x=..., y=...)")
             x, y = data["x"].astype(np.float32), data["y"]
             classes = [str(c) for c in data["classes"]] if "classes" in data.files else None
     except (OSError, ValueError) as exc:

@@ -19,8 +19,14 @@ from torch import nn
 from calibration.manifest import CalibrationMap, Preprocessing, TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from training.artifact import (
-    PARITY_BATCHES, apply_map, check_batches_agree, publish_artifact, reference_figures, refuse_existing,
-    run_onnx, uncalibrated_figures,
+    PARITY_BATCHES,
+    apply_map,
+    check_batches_agree,
+    publish_artifact,
+    reference_figures,
+    refuse_existing,
+    run_onnx,
+    uncalibrated_figures,
 )
 from training.calibrate_run import load_calibration
 from training.onnx_graph import OPSET, append_calibration_map

@@ -9,7 +9,12 @@ import pytest
 
 from calibration.errors import ManifestError
 from calibration.manifest import (
-    MANIFEST_FILE, Manifest, load_manifest, manifest_json_schema, verify_artifact, write_manifest,
+    MANIFEST_FILE,
+    Manifest,
+    load_manifest,
+    manifest_json_schema,
+    verify_artifact,
+    write_manifest,
 )
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "models" / "manifest.schema.json"

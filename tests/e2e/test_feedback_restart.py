@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from e2e_processes import serve_replicas
+
 from training.data import load_digits
 
 pytestmark = pytest.mark.e2e

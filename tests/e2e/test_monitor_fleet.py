@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from e2e_processes import REPO_ROOT, Replica, serve_replicas
 
 from calibration.metrics import ece
-from e2e_processes import REPO_ROOT, Replica, serve_replicas
 from tests.service.monitor.monitor_procs import PrometheusServer, RedisServer, free_port
 from training.data import load_digits
 

@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from e2e_processes import REPO_ROOT, serve_process
 
 from calibration.manifest import load_manifest
-from e2e_processes import REPO_ROOT, serve_process
 from training.data import load_digits, load_fashion_mnist
 from training.networks import SmallCNN
 

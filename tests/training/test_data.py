@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from training.data import (
-    FASHION_MNIST_DIR, load_digits, load_fashion_mnist, normalize, read_idx, split_train_validation,
+    FASHION_MNIST_DIR,
+    load_digits,
+    load_fashion_mnist,
+    normalize,
+    read_idx,
+    split_train_validation,
 )
 from training.errors import DataNotFoundError, TrainingError
 
