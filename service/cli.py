@@ -27,12 +27,16 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.errors import ServiceError
     from service.repository import load_from_settings
     from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port,
                                    "models_dir": args.models_dir}.items() if v is not None}
     settings = Settings(**overrides)
+    if not settings.models_dir.is_dir():
+        raise ServiceError(f"models directory {settings.models_dir} does not exist: pass --models-dir "
+                           "(or CANDOR_MODELS_DIR) pointing at <name>/<version>/ artifacts")
     repository = load_from_settings(settings)
     if len(repository) == 0:
         print(f"candor: warning: no artifacts under {settings.models_dir}; /v2/health/ready is false")

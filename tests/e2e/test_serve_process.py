@@ -73,3 +73,10 @@ def test_tampered_artifact_stops_start_up_naming_file_and_field(digits_artifact,
                              "--port", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "manifest.json" in result.stderr and "onnx_sha256" in result.stderr
+
+
+def test_missing_models_directory_is_a_cli_error(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "candor.cli", "serve", "--models-dir", str(tmp_path / "nope"),
+                             "--port", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "nope does not exist" in result.stderr and "--models-dir" in result.stderr

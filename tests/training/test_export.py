@@ -109,3 +109,10 @@ def test_fit_map_methods() -> None:
     assert best.kind in ("temperature", "focal_temperature")
     with pytest.raises(TrainingError, match="--method"):
         fit_map(logits, labels, "platt")
+
+
+@pytest.mark.parametrize(("name", "version", "option"), [("Bad Name", "1", "--name"), ("ok", "0", "--version")])
+def test_bad_name_or_version_is_refused_before_any_work(tmp_path: Path, name: str, version: str,
+                                                        option: str) -> None:
+    with pytest.raises(TrainingError, match=option):
+        export_run(tmp_path / "no-run-needed", name, version, tmp_path / "models")
