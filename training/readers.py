@@ -27,6 +27,12 @@ from training.images import read_image_folder
 TEST_FRACTION = 0.2
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_FILES = (*CIFAR10_TRAIN_BATCHES, "test_batch", "batches.meta")
+
+# What every reader returns: classes, train images (N, C, H, W), train labels, and the set's own
+# test images and labels when it has a test part (None: a fixed test carve is made instead).
+RawArrays = tuple[
+    list[str], NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8] | None, NDArray[np.int64] | None
+]
 # numpy.core is numpy._core since numpy 2; the files name the old module.
 _PICKLE_ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
@@ -97,15 +103,7 @@ def read_npz(path: Path) -> dict[str, NDArray[Any]]:
         ) from error
 
 
-def load_npz(
-    path: Path,
-) -> tuple[
-    list[str],
-    NDArray[np.uint8],
-    NDArray[np.int64],
-    NDArray[np.uint8] | None,
-    NDArray[np.int64] | None,
-]:
+def load_npz(path: Path) -> RawArrays:
     """Arrays x, y (required), classes, x_test, y_test (optional) of an .npz file."""
     arrays = read_npz(path)
     missing = [key for key in ("x", "y") if key not in arrays]
@@ -139,15 +137,7 @@ def _class_names(given: list[str] | None, y: NDArray[np.int64]) -> list[str]:
     return given if given is not None else [str(k) for k in range(int(y.max(initial=0)) + 1)]
 
 
-def load_folder(
-    path: Path,
-) -> tuple[
-    list[str],
-    NDArray[np.uint8],
-    NDArray[np.int64],
-    NDArray[np.uint8] | None,
-    NDArray[np.int64] | None,
-]:
+def load_folder(path: Path) -> RawArrays:
     """PATH/<class>/<image> (or PATH/train/<class>/... with PATH/test/<class>/...)."""
     if not path.is_dir():
         raise DataNotFoundError(
@@ -214,9 +204,7 @@ def cifar_batch(path: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(
-    directory: Path,
-) -> tuple[list[str], NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8], NDArray[np.int64]]:
+def load_cifar10(directory: Path) -> RawArrays:
     """CIFAR-10 python version: data_batch_1..5 (train), test_batch, class names in batches.meta."""
     meta = read_cifar_pickle(directory / "batches.meta")
     classes = [
