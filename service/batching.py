@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +26,17 @@ from numpy.typing import NDArray
 from service.errors import DeadlineExceeded, QueueFull
 
 Array = NDArray[np.float32]
-RunFn = Callable[[Array], Array]
+
+
+class Rows(Protocol):
+    """What a run returns: one row per input row, sliceable (an array, or service.engine.Served)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice, /) -> Self: ...
+
+
+Out = TypeVar("Out", bound=Rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +59,22 @@ class BatchConfig:
 
 
 @dataclass(eq=False, slots=True)
-class _Pending:
+class _Pending(Generic[Out]):
     """One request's rows and the future its handler awaits."""
 
     rows: Array
-    future: asyncio.Future[Array]
+    future: asyncio.Future[Out]
 
 
-class Batcher:
-    """Coalesces concurrent ``submit`` calls into single ``run`` calls (see the module docstring)."""
+class Batcher(Generic[Out]):
+    """Coalesces concurrent ``submit`` calls into single ``run`` calls (see the module docstring).
+    ``run(rows)`` is blocking and returns one output row per input row; each request gets its slice."""
 
-    def __init__(self, run: RunFn, config: BatchConfig, name: str = "model") -> None:
+    def __init__(self, run: Callable[[Array], Out], config: BatchConfig, name: str = "model") -> None:
         self._run = run
         self.config = config
         self.name = name
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending[Out]] = deque()
         self._queued_rows = 0
         self._arriving = 0
         self._changed: asyncio.Event | None = None
@@ -93,12 +104,12 @@ class Batcher:
             self._arriving -= 1
             self._signal()
 
-    async def submit(self, rows: Array, deadline: float | None = None) -> Array:
+    async def submit(self, rows: Array, deadline: float | None = None) -> Out:
         """Queue ``rows`` (N, ...) and return the model's output for them; 503 errors when full
         or when the loop-time ``deadline`` (default: now + timeout) passes first."""
         loop = asyncio.get_running_loop()
         self.admit(len(rows))
-        pending = _Pending(rows, loop.create_future())
+        pending: _Pending[Out] = _Pending(rows, loop.create_future())
         self._queue.append(pending)
         self._queued_rows += len(rows)
         self._signal()
@@ -119,7 +130,7 @@ class Batcher:
                             f"{c.max_queue_size} instances queued); retry later",
                             field="instances", retry_after_s=c.retry_after_s)
 
-    def _expire(self, pending: _Pending) -> None:
+    def _expire(self, pending: _Pending[Out]) -> None:
         """Deadline timer: fail the request unless it was answered."""
         if not pending.future.done():
             pending.future.set_exception(DeadlineExceeded(
@@ -160,10 +171,10 @@ class Batcher:
             except TimeoutError:
                 return
 
-    def _take_batch(self) -> list[_Pending]:
+    def _take_batch(self) -> list[_Pending[Out]]:
         """Whole requests in arrival order up to max_batch_size rows (a larger one goes alone);
         requests already answered (deadline, client gone) are dropped."""
-        taken: list[_Pending] = []
+        taken: list[_Pending[Out]] = []
         rows = 0
         while self._queue:
             head = self._queue[0]
@@ -176,12 +187,12 @@ class Batcher:
             rows += len(head.rows)
         return taken
 
-    def _pop(self) -> _Pending:
+    def _pop(self) -> _Pending[Out]:
         pending = self._queue.popleft()
         self._queued_rows -= len(pending.rows)
         return pending
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    async def _run_batch(self, batch: list[_Pending[Out]]) -> None:
         """One model call in a worker thread; each request gets its slice (or the exception)."""
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         self.calls += 1
@@ -203,12 +214,12 @@ class Batcher:
             await asyncio.shield(self._worker)
 
 
-def _settle(future: asyncio.Future[Array], result: Array | None = None,
+def _settle(future: asyncio.Future[Out], result: Out | None = None,
             exception: BaseException | None = None) -> None:
     """Set a future's outcome unless it already has one (expired or cancelled)."""
     if future.done():
         return
     if exception is not None:
         future.set_exception(exception)
-    else:
-        future.set_result(result if result is not None else np.empty(0, np.float32))
+    elif result is not None:
+        future.set_result(result)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Protocol, Self
 
 import numpy as np
 import onnxruntime as ort
@@ -39,55 +44,109 @@ def open_session(path: Path, providers: str, intra_op_threads: int) -> ort.Infer
     return session
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Rows served by one model call: calibrated probabilities (N, K) and their prediction ids (N)."""
+
+    probs: NDArray[np.float32]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, rows: slice, /) -> Self:
+        return type(self)(self.probs[rows], self.ids[rows])
+
+
+class Recorder(Protocol):
+    """Stores served rows for the label join; blocking, called in the inference worker thread."""
+
+    def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
+        """Store the rows of ``probs`` under fresh prediction ids; returns them once stored."""
+        ...
+
+
+class Unrecorded:
+    """The recorder of an engine outside an app (tests, benchmarks): fresh ids, stored nowhere.
+    The app replaces it (service.monitoring.Monitoring.register) before the engine serves."""
+
+    def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
+        return new_prediction_ids(len(probs))
+
+
+def new_prediction_ids(n: int) -> list[str]:
+    """n ids of 32 hex digits: the time in milliseconds (48 bits, as in UUIDv7), then 80 random
+    bits. Ids made later sort later, so the store's index grows at its end instead of at random
+    pages (4x cheaper inserts of 32 rows into a store of 10^5)."""
+    stamp = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
+    digits = os.urandom(10 * n).hex()
+    return [stamp + digits[20 * i:20 * (i + 1)] for i in range(n)]
+
+
 @dataclass(eq=False)
 class Engine:
-    """A loaded artifact: manifest + session. ``predict`` maps raw instances to probabilities;
-    ``infer`` does the same through the dynamic batcher (off the event loop)."""
+    """A loaded artifact: manifest + session. ``predict`` maps preprocessed instances to
+    probabilities (blocking); ``infer`` does it through the dynamic batcher, off the event loop,
+    and records every served row with ``recorder`` in the same worker-thread call."""
 
     manifest: Manifest
     session: ort.InferenceSession
     directory: Path
-    batcher: Batcher | None = field(default=None, repr=False)
+    batcher: Batcher[Served] | None = field(default=None, repr=False)
+    recorder: Recorder = field(default_factory=Unrecorded, repr=False)
 
-    def attach_batcher(self, config: BatchConfig) -> Batcher:
+    def attach_batcher(self, config: BatchConfig) -> Batcher[Served]:
         """Give this engine its own queue (one per model version); returns it."""
-        self.batcher = Batcher(self.predict, config, f"{self.manifest.name}/{self.manifest.version}")
+        self.batcher = Batcher(self.serve_rows, config, f"{self.manifest.name}/{self.manifest.version}")
         return self.batcher
 
     def arriving(self) -> AbstractContextManager[None]:
         """Announce a request being parsed for this engine (see Batcher.arriving)."""
         return self.batcher.arriving() if self.batcher is not None else nullcontext()
 
-    async def infer(self, batch: NDArray[np.float32], deadline: float | None = None) -> NDArray[np.float32]:
-        """Calibrated probabilities (N, K) through the batcher (503 when full or past the deadline)."""
+    async def infer(self, batch: NDArray[np.float32], deadline: float | None = None) -> Served:
+        """Calibrated probabilities (N, K) and their recorded prediction ids, through the batcher
+        (503 when full or past the deadline; the store's error when recording fails)."""
         if self.batcher is None:
             self.attach_batcher(BatchConfig())
         assert self.batcher is not None
         return await self.batcher.submit(batch, deadline)
 
+    def serve_rows(self, batch: NDArray[np.float32]) -> Served:
+        """One batched call (blocking, in the batcher's worker thread): probabilities, then the
+        rows recorded, so an answered prediction is already stored (one thread hop, not two)."""
+        probs = self.predict(batch)
+        ids = self.recorder.record(self.manifest.name, self.manifest.version, probs)
+        return Served(probs, ids)
     @property
     def provider(self) -> str:
         """The execution provider actually in use."""
         return str(self.session.get_providers()[0])
 
-    @property
+    @cached_property
     def instance_shape(self) -> tuple[int, ...]:
         """Per-instance input shape (C, H, W) from the manifest."""
         return tuple(int(d) for d in self.manifest.input.shape[1:] if d is not None)
+
+    @cached_property
+    def _normalisation(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """mean_c and std_c shaped (1, C, 1, ...) to broadcast over a batch."""
+        pre, ndim = self.manifest.preprocessing, len(self.instance_shape)
+        mean = np.asarray(pre.mean, dtype=np.float64).reshape(1, -1, *([1] * (ndim - 1)))
+        return mean, np.asarray(pre.std, dtype=np.float64).reshape(mean.shape)
 
     def preprocess(self, raw: NDArray[np.float64], field: str) -> NDArray[np.float32]:
         """Check shape and range of raw instances, then (x * scale - mean_c) / std_c as float32."""
         shape = self.instance_shape
         if raw.ndim == len(shape) and shape[0] == 1:
             raw = raw[:, None]  # accept (N, H, W) for single-channel models
-        if raw.ndim != len(shape) + 1 or tuple(raw.shape[1:]) != shape:
+        if raw.ndim != len(shape) + 1 or raw.shape[1:] != shape:
             raise BadRequest(f"each instance must have shape {list(shape)}"
                              + (f" or {list(shape[1:])}" if shape[0] == 1 else "")
                              + f", got {list(raw.shape[1:])}", field=field)
-        check_finite_and_range(raw, self.manifest.preprocessing.input_range, field)
         pre = self.manifest.preprocessing
-        mean = np.asarray(pre.mean, dtype=np.float64).reshape(1, -1, *([1] * (len(shape) - 1)))
-        std = np.asarray(pre.std, dtype=np.float64).reshape(mean.shape)
+        check_finite_and_range(raw, pre.input_range, field)
+        mean, std = self._normalisation
         return ((raw * pre.scale - mean) / std).astype(np.float32)
 
     def predict(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -98,11 +157,15 @@ class Engine:
 
 
 def check_finite_and_range(raw: NDArray[np.float64], bounds: tuple[float, float], field: str) -> None:
-    """Reject NaN / infinity and values outside the manifest's input range, naming the element."""
+    """Reject NaN / infinity and values outside the manifest's input range, naming the element.
+    Two reductions decide (NaN propagates through min and max); the element is searched only then."""
+    low, high = bounds
+    smallest, largest = float(raw.min()), float(raw.max())
+    if math.isfinite(smallest) and math.isfinite(largest) and low <= smallest and largest <= high:
+        return
     bad = ~np.isfinite(raw)
     if bad.any():
         raise BadRequest("NaN and infinity are not allowed", field=element_path(field, bad))
-    low, high = bounds
     outside = (raw < low) | (raw > high)
     if outside.any():
         value = raw[tuple(np.argwhere(outside)[0])]

@@ -3,7 +3,8 @@
 ``open_monitoring`` is entered in the lifespan (``app.state.monitoring``): it opens the store
 (SQLite file by default, Redis when ``store_url`` is redis://), monitors every loaded artifact
 against its manifest's reference, registers the Prometheus collector on the app's registry, and on
-exit waits for the last prediction write and closes the store. After a model reload, call
+exit waits for the last feedback write and closes the store (predictions are written by the
+engines' batchers, drained before). After a model reload, call
 ``app.state.monitoring.register(repository)`` so new versions are monitored.
 """
 
@@ -82,10 +83,12 @@ class Monitoring:
 
     def register(self, repository: Repository) -> None:
         """Monitor every loaded (model, version) against its manifest's reference (state of models
-        already monitored is kept); call again after a reload."""
+        already monitored is kept) and have its engine record what it serves; call again after a
+        reload, before the event loop serves a request on the new engines."""
         for name, versions in repository.models.items():
             for version, engine in versions.items():
                 self.monitor.add_model(name, version, engine.manifest.reference)
+                engine.recorder = self.recorder
                 names = engine.manifest.classes
                 self.classes[(name, version)] = {c: i for i, c in enumerate(names)}
 
@@ -104,7 +107,6 @@ async def open_monitoring(settings: Settings, repository: Repository,
         try:
             yield monitoring
         finally:
-            await monitoring.recorder.drain()
             await monitoring.feedback.drain()
             registry.unregister(collector)
     finally:

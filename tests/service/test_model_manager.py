@@ -15,6 +15,7 @@ import pytest
 from model_copies import BREAKERS, copy_version, edit_manifest
 
 from service.batching import BatchConfig
+from service.engine import Served
 from service.errors import LoadRefused, ModelNotFound
 from service.model_manager import ModelManager
 from service.repository import load_repository
@@ -67,7 +68,7 @@ def test_a_broken_new_version_is_refused_and_the_previous_keeps_serving(models: 
         asyncio.run(manager.load(MODEL))
     assert info.value.status == 400 and phrase in str(info.value) and "2/manifest.json" in str(info.value)
     assert manager.repository.get(MODEL) is old and list(manager.repository.models[MODEL]) == ["1"]
-    assert asyncio.run(old.infer(X)).shape == (1, 10)
+    assert asyncio.run(old.infer(X)).probs.shape == (1, 10)
 
 
 @pytest.mark.parametrize("breaker", sorted(BREAKERS))
@@ -78,7 +79,7 @@ def test_a_broken_replacement_of_the_served_version_is_refused(models: Path, bre
     with pytest.raises(LoadRefused, match=phrase.replace(".", r"\.")):
         asyncio.run(manager.load(MODEL))
     assert manager.repository.get(MODEL) is old
-    assert asyncio.run(old.infer(X)).shape == (1, 10)
+    assert asyncio.run(old.infer(X)).probs.shape == (1, 10)
 
 
 def test_in_flight_requests_finish_on_the_old_session_new_ones_use_the_new(models: Path) -> None:
@@ -86,15 +87,15 @@ def test_in_flight_requests_finish_on_the_old_session_new_ones_use_the_new(model
     old = manager.repository.get(MODEL)
     started, used = threading.Event(), []
 
-    def slow_old(batch: np.ndarray) -> np.ndarray:
+    def slow_old(batch: np.ndarray) -> Served:
         started.set()
         time.sleep(0.3)
         used.append("old")
-        return old.predict(batch)
+        return old.serve_rows(batch)
 
     old.batcher._run = slow_old  # type: ignore[union-attr]
 
-    async def main() -> tuple[np.ndarray, object]:
+    async def main() -> tuple[Served, object]:
         in_flight = asyncio.create_task(manager.repository.get(MODEL).infer(X))
         await asyncio.to_thread(started.wait)
         edit_manifest(models / MODEL / "1", lambda m: m.update(created_at="2030-01-01T00:00:00Z"))
@@ -104,7 +105,7 @@ def test_in_flight_requests_finish_on_the_old_session_new_ones_use_the_new(model
         return await in_flight, new
 
     result, new = asyncio.run(main())
-    assert result.shape == (1, 10) and used == ["old"]
+    assert result.probs.shape == (1, 10) and len(result.ids) == 1 and used == ["old"]
     assert new is not old and new.manifest.created_at.year == 2030 and new.batcher.calls == 1
 
 
