@@ -118,7 +118,13 @@ class PredictionWindow:
 
     ``edges`` are the reference confidence histogram's (membership lower < c <= upper, the first bin
     also holds its lower edge), so the live histogram compares with it bin for bin.
+
+    ``update`` only checks and queues (a served call pays an append, not a histogram pass); the
+    queue is folded in, one vectorised pass per time bucket, by the next read or once it holds
+    ``FOLD_ROWS`` confidences, so memory stays bounded and reads see every update.
     """
+
+    FOLD_ROWS = 1024
 
     def __init__(
         self,
@@ -134,28 +140,49 @@ class PredictionWindow:
         n_hist = self.edges.size - 1
         self._ring = BucketRing((2, n_hist), window_seconds, n_buckets)
         self._since_start = np.zeros((2, n_hist), dtype=np.float64)
+        self._queue: list[tuple[int, float, list[NDArray[np.float64]]]] = []  # (bucket, time, parts)
+        self._queued_rows = 0
 
     def update(self, confidences: ArrayLike, now: float | None = None) -> None:
-        """Count predictions' top-label confidences into the histogram."""
+        """Count predictions' top-label confidences into the histogram (checked now, queued)."""
         conf = _checked_confidences(confidences)
-        idx = np.searchsorted(self.edges[1:-1], conf, side="left")
+        t = self._clock() if now is None else now
+        bucket = self._ring.bucket_of(t)
+        if self._queue and self._queue[-1][0] == bucket:
+            self._queue[-1][2].append(conf)
+        else:
+            self._queue.append((bucket, t, [conf]))
+        self._queued_rows += conf.size
+        if self._queued_rows >= self.FOLD_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the queued confidences, in order, one pass per run of the same time bucket."""
         n_hist = self.edges.size - 1
-        sums = np.stack([np.bincount(idx, minlength=n_hist).astype(np.float64),
-                         np.bincount(idx, weights=conf, minlength=n_hist)])
-        self._since_start += sums
-        self._ring.add(self._clock() if now is None else now, sums)
+        for _, t, parts in self._queue:
+            conf = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            idx = np.searchsorted(self.edges[1:-1], conf, side="left")
+            sums = np.stack([np.bincount(idx, minlength=n_hist).astype(np.float64),
+                             np.bincount(idx, weights=conf, minlength=n_hist)])
+            self._since_start += sums
+            self._ring.add(t, sums)
+        self._queue.clear()
+        self._queued_rows = 0
 
     def histogram(self, now: float | None = None) -> NDArray[np.int64]:
         """Predictions per histogram bin within the window."""
+        self._fold()
         counts: NDArray[np.float64] = self._ring.total(self._clock() if now is None else now)[0]
         return np.rint(counts).astype(np.int64)
 
     def confidence_sum(self, now: float | None = None) -> float:
         """Sum of the predictions' confidences within the window."""
+        self._fold()
         return float(self._ring.total(self._clock() if now is None else now)[1].sum())
 
     def since_start_count(self) -> int:
         """Predictions counted since start."""
+        self._fold()
         return int(round(float(self._since_start[0].sum())))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calibration.metrics import accuracy, ece
 from service.monitor.errors import MonitorInputError
@@ -116,3 +118,46 @@ def test_confidences_outside_the_unit_interval_are_rejected(bad: list[float]) ->
 def test_mismatched_lengths_are_rejected() -> None:
     with pytest.raises(MonitorInputError, match="differ"):
         CalibrationWindow().update([0.5, 0.6], [1], now=T0)
+
+
+class EagerPredictionWindow(PredictionWindow):
+    """Folds on every update: the histogram as it was before updates were queued."""
+
+    FOLD_ROWS = 1
+
+
+class SmallQueueWindow(PredictionWindow):
+    """Folds after 7 queued confidences, so that size-triggered folds happen in short tests."""
+
+    FOLD_ROWS = 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20),
+                          st.floats(0.0, 3 * 3600.0), st.booleans()), min_size=1, max_size=40))
+def test_queued_prediction_counts_read_the_same_as_counting_at_once(
+        calls: list[tuple[list[float], float, bool]]) -> None:
+    """Updates queued and folded later (in runs of the same time bucket, also past FOLD_ROWS)
+    give the histogram, confidence sum and count of folding each update at once, whenever read;
+    out-of-order times, and times that fell out of the ring, included."""
+    queued, eager = SmallQueueWindow(clock=FakeClock(T0)), EagerPredictionWindow(clock=FakeClock(T0))
+    for conf, offset, read in calls:
+        for window in (queued, eager):
+            window.update(conf, now=T0 + offset)
+        if read:
+            now = T0 + offset
+            assert queued.histogram(now).tolist() == eager.histogram(now).tolist()
+            assert queued.confidence_sum(now) == pytest.approx(eager.confidence_sum(now), abs=1e-9)
+    end = T0 + 3 * 3600.0
+    assert queued.histogram(end).tolist() == eager.histogram(end).tolist()
+    assert queued.since_start_count() == eager.since_start_count() == sum(len(c) for c, _, _ in calls)
+    assert len(queued._queue) == 0
+
+
+def test_queued_prediction_counts_stay_bounded() -> None:
+    """However many one-row updates come between reads, at most FOLD_ROWS confidences wait."""
+    window = PredictionWindow(clock=FakeClock(T0))
+    for i in range(5 * PredictionWindow.FOLD_ROWS + 3):
+        window.update([0.9], now=T0 + i * 0.01)
+        assert window._queued_rows < PredictionWindow.FOLD_ROWS
+    assert window.since_start_count() == 5 * PredictionWindow.FOLD_ROWS + 3
