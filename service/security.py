@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -23,10 +23,15 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 def check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
     """401 unless a token is configured and the request carries it as ``Bearer <token>``."""
+    check_bearer(settings, None if credentials is None else credentials.credentials)
+
+
+def check_bearer(settings: Settings, token: str | None) -> None:
+    """401 when a token is configured and ``token`` is not it (constant-time comparison)."""
     expected = settings.auth_token
     if expected is None:
         return
-    given = b"" if credentials is None else credentials.credentials.encode()
+    given = b"" if token is None else token.encode()
     if not hmac.compare_digest(given, expected.get_secret_value().encode()):
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required",
                            field="Authorization")
@@ -37,14 +42,16 @@ async def require_admin(settings: SettingsDep, credentials: Credentials) -> None
     check_token(settings, credentials)
 
 
-async def require_inference(settings: SettingsDep, credentials: Credentials) -> None:
-    """Dependency of inference routes: checks the token only when ``auth_inference`` is set."""
-    if settings.auth_inference:
-        check_token(settings, credentials)
+def check_inference_token(request: Request, settings: Settings) -> None:
+    """The inference routes' check (plain Starlette endpoints, no dependencies): the bearer token
+    of the Authorization header, as HTTPBearer reads it, only when ``auth_inference`` is set."""
+    if not settings.auth_inference:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    check_bearer(settings, token if scheme.lower() == "bearer" and token else None)
 
 
 AdminAuth = Depends(require_admin)
-InferenceAuth = Depends(require_inference)
 
 
 def install_cors(app: FastAPI, settings: Settings) -> None:

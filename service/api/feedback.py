@@ -5,34 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
 from service.api.body import read_limited_body
 from service.api.deps import MonitoringDep, SettingsDep
-from service.api.openapi import error_responses
+from service.api.openapi import error_responses, inline_schema
 from service.feedback import FeedbackRequest, parse_feedback
 from service.monitor import FeedbackResult
 
 router = APIRouter(tags=["monitoring"])
-
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON Schema with its ``$defs`` substituted in place (for ``openapi_extra``)."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
 
 
 FEEDBACK_BODY: dict[str, Any] = {"requestBody": {

@@ -1,16 +1,26 @@
-"""OpenAPI documentation of errors: every error answer is ``{"error", "field"}`` (ErrorBody).
+"""OpenAPI documentation: errors, and the inference routes that bypass FastAPI's request handling.
 
-``error_responses`` documents chosen statuses on a route; ``document_errors`` rewrites FastAPI's
-generated 422 (HTTPValidationError) to the shape our handler really sends.
+Every error answer is ``{"error", "field"}`` (ErrorBody). ``error_responses`` documents chosen
+statuses on a route; ``document_errors`` rewrites FastAPI's generated 422 (HTTPValidationError) to
+the shape our handler really sends, and adds the operations of ``DocumentedRoute``s: plain
+Starlette routes for the hot inference paths (FastAPI's per-request dependency resolution and
+routing cost 3 to 4 times a whole bare Starlette request, bench/README.md), whose operation is
+written out here instead of derived from the handler's signature.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from service.settings import Settings
 
@@ -37,9 +47,79 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in statuses}
 
 
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its ``$defs`` substituted in place (for hand-written operations)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class DocumentedRoute(Route):
+    """A plain Starlette route (the endpoint takes the Request and reads ``path_params`` itself)
+    with its OpenAPI operation spelled out. Matching records the route in ``scope["route"]``, as
+    FastAPI's routes do, so request metrics are labelled by its path template."""
+
+    def __init__(self, path: str, endpoint: Endpoint, *, method: str, operation: dict[str, Any]) -> None:
+        super().__init__(path, endpoint, methods=[method], include_in_schema=False)
+        self.method = method.lower()
+        self.operation = operation
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match != Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def operation(endpoint: Endpoint, path: str, *, tags: list[str], body: dict[str, Any],
+              response: type[BaseModel], errors: tuple[int, ...], secured: bool,
+              extra_200: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAPI operation like FastAPI's: summary and description from the endpoint, string path
+    parameters, the request body, 200 with ``response``'s schema, ``errors`` as ErrorBody and, when
+    ``secured``, the bearer requirement (dropped later if the configuration does not enforce it)."""
+    name = endpoint.__name__
+    ok = {"description": "Successful Response",
+          "content": {"application/json": {"schema": inline_schema(response)}, **(extra_200 or {})}}
+    op: dict[str, Any] = {
+        "tags": tags, "summary": name.replace("_", " ").title(),
+        "description": (endpoint.__doc__ or "").strip(),
+        "operationId": f"{name}_{re.sub(r'[^0-9a-zA-Z_]', '_', path)}_post",
+        "parameters": [path_parameter(p) for p in re.findall(r"{(\w+)}", path)],
+        **body,
+        "responses": {"200": ok, **{str(status): {
+            "description": DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}} for status in errors}},
+    }
+    if secured:
+        op["security"] = [{"HTTPBearer": []}]
+    return op
+
+
+def path_parameter(name: str) -> dict[str, Any]:
+    """A required string path parameter, titled as FastAPI titles them."""
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "title": name.replace("_", " ").title()}}
+
+
 def document_errors(app: FastAPI, settings: Settings | None = None) -> None:
-    """Generate the schema once with every 422 answer described as ErrorBody, and the bearer
-    requirement only where this configuration enforces it (see ``_fix_security``)."""
+    """Generate the schema once with every 422 answer described as ErrorBody, the operations of
+    DocumentedRoutes added, and the bearer requirement only where this configuration enforces it
+    (see ``_fix_security``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -47,6 +127,9 @@ def document_errors(app: FastAPI, settings: Settings | None = None) -> None:
                                  routes=app.routes)
             schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
                 ErrorBody.model_json_schema())
+            for route in app.routes:
+                if isinstance(route, DocumentedRoute):
+                    schema.setdefault("paths", {}).setdefault(route.path, {})[route.method] = route.operation
             for route, path in schema.get("paths", {}).items():
                 for operation in path.values():
                     _fix_validation_error(operation.get("responses", {}))

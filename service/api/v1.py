@@ -1,23 +1,25 @@
-"""Simple JSON prediction (KServe V1 style): ``POST /v1/models/{m}:predict``."""
+"""Simple JSON prediction (KServe V1 style): ``POST /v1/models/{m}:predict``.
+
+A plain Starlette route (service.api.openapi.DocumentedRoute): the body is read and parsed with
+orjson + numpy, the answer is encoded with orjson; ``PredictResponse`` documents its shape.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from fastapi import APIRouter, Request
-from numpy.typing import NDArray
+import orjson
 from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
 
+from calibration.manifest import Manifest
 from service.api.body import decode_json_object, numeric_array, read_limited_body
-from service.api.deps import RecorderDep, RepositoryDep, SettingsDep
-from service.api.openapi import error_responses
-from service.engine import Engine
+from service.api.deps import repository_of, settings_of
+from service.api.openapi import DocumentedRoute, operation
+from service.engine import Served
 from service.errors import BadRequest
-from service.predictions import record_predictions
-from service.security import InferenceAuth
-
-router = APIRouter(tags=["predict"])
+from service.security import check_inference_token
 
 
 class Prediction(BaseModel):
@@ -37,6 +39,7 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+PREDICT_PATH = "/v1/models/{model_name}:predict"
 PREDICT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -52,34 +55,35 @@ PREDICT_BODY: dict[str, Any] = {
     }
 }
 
-ERRORS = error_responses(400, 401, 404, 413, 503)
 
-
-@router.post("/v1/models/{model_name}:predict", response_model=PredictResponse,
-             openapi_extra=PREDICT_BODY, responses=ERRORS, dependencies=[InferenceAuth])
-async def predict(model_name: str, request: Request, repository: RepositoryDep,
-                  settings: SettingsDep, recorder: RecorderDep) -> PredictResponse:
+async def predict(request: Request) -> Response:
     """Calibrated probabilities for each instance, with a prediction_id to send labels for later."""
-    engine = repository.get(model_name)
+    settings = settings_of(request)
+    check_inference_token(request, settings)
+    engine = repository_of(request).get(request.path_params["model_name"])
     with engine.arriving():
         body = decode_json_object(await read_limited_body(request, settings.max_body_bytes))
         if "instances" not in body:
             raise BadRequest("is required (a list of instances)", field="instances")
         raw = numeric_array(body["instances"], "instances", settings.max_instances)
         batch = engine.preprocess(raw, "instances")
-    probs = await engine.infer(batch)
-    ids = await record_predictions(recorder, engine, probs)  # durable before the response
-    return PredictResponse(model_name=engine.manifest.name, model_version=engine.manifest.version,
-                           predictions=to_predictions(engine, probs, ids))
+    served = await engine.infer(batch)  # recorded (durably) before it returns
+    return Response(predict_response(engine.manifest, served), media_type="application/json")
 
 
-def to_predictions(engine: Engine, probs: NDArray[np.float32], ids: list[str]) -> list[Prediction]:
-    """Label, confidence, per-class probabilities and the recorded prediction_id per row."""
-    classes = engine.manifest.classes
-    top = probs.argmax(axis=1)
-    return [
-        Prediction(label=classes[int(k)], confidence=float(row[k]),
-                   probabilities=dict(zip(classes, row.tolist(), strict=True)),
-                   prediction_id=pid)
-        for row, k, pid in zip(probs, top, ids, strict=True)
-    ]
+def predict_response(manifest: Manifest, served: Served) -> bytes:
+    """PredictResponse as JSON: label, confidence, per-class probabilities and prediction_id per row."""
+    classes = manifest.classes
+    rows: list[list[float]] = served.probs.tolist()
+    top: list[int] = served.probs.argmax(axis=1).tolist()
+    return orjson.dumps({
+        "model_name": manifest.name, "model_version": manifest.version,
+        "predictions": [{"label": classes[k], "confidence": row[k],
+                         "probabilities": dict(zip(classes, row, strict=True)), "prediction_id": pid}
+                        for row, k, pid in zip(rows, top, served.ids, strict=True)],
+    })
+
+
+ROUTES = [DocumentedRoute(PREDICT_PATH, predict, method="POST", operation=operation(
+    predict, PREDICT_PATH, tags=["predict"], body=PREDICT_BODY, response=PredictResponse,
+    errors=(400, 401, 404, 413, 503), secured=True))]

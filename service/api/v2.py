@@ -12,11 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.api.body import read_limited_body
-from service.api.deps import RecorderDep, RepositoryDep, SettingsDep
-from service.api.openapi import error_responses
+from service.api.deps import RepositoryDep, repository_of, settings_of
+from service.api.openapi import DocumentedRoute, error_responses, operation
 from service.api.v2_schemas import (
+    BINARY_OUTPUTS,
     INFER_BODY,
-    INFER_RESPONSES,
+    INFER_ERRORS,
+    InferResponse,
     ModelMetadata,
     ModelReady,
     ServerMetadata,
@@ -29,11 +31,8 @@ from service.api.v2_tensors import (
     parse_infer_request,
     split_body,
 )
-from service.engine import Engine
 from service.errors import BadRequest
-from service.predictions import PredictionRecorder, record_predictions
-from service.security import InferenceAuth
-from service.settings import Settings
+from service.security import check_inference_token
 
 router = APIRouter(tags=["v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
@@ -90,27 +89,22 @@ async def version_ready(model_name: str, model_version: str, repository: Reposit
     return ModelReady(name=engine.manifest.name, version=engine.manifest.version, ready=True)
 
 
-@router.post("/v2/models/{model_name}/infer", openapi_extra=INFER_BODY, responses=INFER_RESPONSES,
-             dependencies=[InferenceAuth])
-async def infer(model_name: str, request: Request, repository: RepositoryDep,
-                settings: SettingsDep, recorder: RecorderDep) -> Response:
+async def infer(request: Request) -> Response:
     """Calibrated probabilities, label, confidence and prediction_id for each instance."""
-    return await answer_infer(repository.get(model_name), request, settings, recorder)
+    return await answer_infer(request, None)
 
 
-@router.post("/v2/models/{model_name}/versions/{model_version}/infer", openapi_extra=INFER_BODY,
-             responses=INFER_RESPONSES, dependencies=[InferenceAuth])
-async def version_infer(model_name: str, model_version: str, request: Request,
-                        repository: RepositoryDep, settings: SettingsDep,
-                        recorder: RecorderDep) -> Response:
+async def version_infer(request: Request) -> Response:
     """``infer`` on one version."""
-    return await answer_infer(repository.get(model_name, model_version), request, settings, recorder)
+    return await answer_infer(request, request.path_params["model_version"])
 
 
-async def answer_infer(engine: Engine, request: Request, settings: Settings,
-                       recorder: PredictionRecorder) -> Response:
-    """Read and parse the body, run it through the batcher, record the predictions (durably, for
-    the label join), encode the requested outputs."""
+async def answer_infer(request: Request, version: str | None) -> Response:
+    """Read and parse the body, run it through the batcher (which records the predictions durably,
+    for the label join), encode the requested outputs."""
+    settings = settings_of(request)
+    check_inference_token(request, settings)
+    engine = repository_of(request).get(request.path_params["model_name"], version)
     if request.headers.get("content-encoding", "identity") != "identity":
         raise BadRequest("compressed request bodies are not supported", field="Content-Encoding")
     m = engine.manifest
@@ -119,13 +113,19 @@ async def answer_infer(engine: Engine, request: Request, settings: Settings,
         header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
         parsed = parse_infer_request(header, binary, m.input.name, settings.max_instances)
         batch = engine.preprocess(parsed.input, "inputs[0].data")
-    probs = await engine.infer(batch)
-    ids = await record_predictions(recorder, engine, probs)
+    served = await engine.infer(batch)
     meta: dict[str, Any] = {"model_name": m.name, "model_version": m.version}
     if parsed.id is not None:
         meta["id"] = parsed.id
-    content, header_length = encode_response(meta, output_tensors(probs, m.classes, ids), parsed.outputs)
+    content, header_length = encode_response(meta, output_tensors(served.probs, m.classes, served.ids), parsed.outputs)
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(content, media_type="application/octet-stream",
                     headers={"Inference-Header-Content-Length": str(header_length)})
+
+
+INFER_PATHS = {infer: "/v2/models/{model_name}/infer",
+               version_infer: "/v2/models/{model_name}/versions/{model_version}/infer"}
+ROUTES = [DocumentedRoute(path, endpoint, method="POST", operation=operation(
+    endpoint, path, tags=["v2"], body=INFER_BODY, response=InferResponse, errors=INFER_ERRORS,
+    secured=True, extra_200=BINARY_OUTPUTS)) for endpoint, path in INFER_PATHS.items()]

@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.api.openapi import error_responses
 from service.api.v2_tensors import INPUT_DTYPES, OUTPUTS
 from service.engine import Engine
 from service.repository import Repository
@@ -123,8 +122,8 @@ INFER_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
                                  "binary tensor data extension: Inference-Header-Content-Length "
                                  "bytes of JSON header, then the raw tensors"},
 }}}
-INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": InferResponse, "description": "outputs; binary ones follow the JSON header",
-          "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-    **error_responses(400, 401, 404, 413, 503),
-}
+BINARY_OUTPUTS: dict[str, Any] = {"application/octet-stream": {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "binary outputs requested: Inference-Header-Content-Length bytes of JSON header "
+                   "(InferResponse), then the raw tensors"}}
+INFER_ERRORS = (400, 401, 404, 413, 503)
