@@ -6,7 +6,10 @@ import argparse
 import math
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 def add_service_commands(commands: Any) -> None:
@@ -29,11 +32,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.errors import ServiceError
     from service.repository import load_from_settings
-    from service.settings import Settings
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port,
                                    "models_dir": args.models_dir}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = load_settings(overrides)
     if not settings.models_dir.is_dir():
         raise ServiceError(f"models directory {settings.models_dir} does not exist: pass --models-dir "
                            "(or CANDOR_MODELS_DIR) pointing at <name>/<version>/ artifacts")
@@ -49,6 +51,23 @@ def run_serve(args: argparse.Namespace) -> int:
                 loop="uvloop", http="httptools", access_log=settings.access_log,
                 timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
     return 0
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """The settings, or a ServiceError naming each bad setting as its CANDOR_* variable (or flag)."""
+    from pydantic import ValidationError
+
+    from service.errors import ServiceError
+    from service.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"CANDOR_{str(e['loc'][0]).upper()}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors())
+        raise ServiceError(f"invalid settings: {problems} (set them in the environment, CANDOR_*, "
+                           "or with the command-line flags)") from None
 
 
 def exit_zero_after_drain() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,3 +81,15 @@ def test_missing_models_directory_is_a_cli_error(tmp_path: Path) -> None:
                              "--port", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "nope does not exist" in result.stderr and "--models-dir" in result.stderr
+
+
+@pytest.mark.parametrize(("env", "phrases"), [
+    ({"CANDOR_PORT": "eighty"}, ["CANDOR_PORT", "valid integer"]),
+    ({"CANDOR_MAX_QUEUE_SIZE": "8"}, ["max_queue_size (8) must be >= max_instances"]),
+])
+def test_invalid_settings_are_a_cli_error_naming_the_setting(tmp_path: Path, env: dict[str, str],
+                                                             phrases: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "candor.cli", "serve", "--models-dir", str(tmp_path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("candor: error: invalid settings") and all(p in result.stderr for p in phrases)
