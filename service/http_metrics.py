@@ -24,12 +24,17 @@ class HttpMetrics:
                                  ["route"], buckets=LATENCY_BUCKETS, registry=registry)
         self.in_flight = Gauge("candor_http_requests_in_flight", "HTTP requests received and not yet answered",
                                registry=registry)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        """Count one answered request under its route template."""
-        route = route_template(scope)
-        self.requests.labels(route, scope["method"], str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        """Count one answered request under its route template (labelled children looked up once)."""
+        key = (route_template(scope), str(scope["method"]), status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(key[0], key[1], str(status)), self.latency.labels(key[0]))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class HttpMetricsMiddleware:

@@ -102,12 +102,12 @@ class SQLiteStore:
             purged = conn.execute(
                 "DELETE FROM predictions WHERE created_at < ?", (newest - self.limits.keep_seconds,)
             ).rowcount
-            self._add_meta(conn, "rows", inserted - purged)
-            self._evict_over_capacity(conn)
+            rows_kept = self._add_meta(conn, "rows", inserted - purged)
+            self._evict_over_capacity(conn, rows_kept)
 
-    def _evict_over_capacity(self, conn: sqlite3.Connection) -> None:
+    def _evict_over_capacity(self, conn: sqlite3.Connection, rows_kept: int) -> None:
         """Drop the oldest rows beyond capacity; count the unlabelled ones as evicted."""
-        excess = self._meta(conn, "rows") - self.limits.capacity
+        excess = rows_kept - self.limits.capacity
         if excess <= 0:
             return
         pending = sum(int(row[0]) for row in conn.execute(_EVICT, (excess,)).fetchall())
@@ -181,5 +181,8 @@ class SQLiteStore:
         return int(conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0])
 
     @staticmethod
-    def _add_meta(conn: sqlite3.Connection, name: str, delta: int) -> None:
-        conn.execute("UPDATE meta SET value = value + ? WHERE name = ?", (delta, name))
+    def _add_meta(conn: sqlite3.Connection, name: str, delta: int) -> int:
+        """Add ``delta`` to a counter; returns its new value (one statement)."""
+        row = conn.execute("UPDATE meta SET value = value + ? WHERE name = ? RETURNING value",
+                           (delta, name)).fetchone()
+        return int(row[0])
