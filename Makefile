@@ -35,6 +35,7 @@ model: $(VENV)/.dev
 
 # Benchmarks (not tests): serving ratios vs raw ONNX Runtime / bare Starlette, then 60 s of 10x overload.
 bench: $(VENV)/.dev
+	bash scripts/bench-deps.sh
 	$(BIN)/python -m bench.serve --seconds 15
 	$(BIN)/python -m bench.overload --seconds 60
 

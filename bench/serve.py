@@ -9,9 +9,12 @@ all measured in this one invocation on loopback, each figure printed with its ra
 (c) default small model at concurrency 1: served median latency minus raw ONNX Runtime batch-1
     median latency (goal <= 1 ms).
 
-The load generator (bench/loadgen.py) runs in this process on the same machine as the servers.
+The load generator is wrk when installed (`apt-get install wrk`), else the asyncio client of
+bench/loadgen.py (``--loadgen``); either runs on the same machine as the servers. Each served figure
+also prints the server's CPU time per answer (user + system, from psutil), the cost that decides
+the ratios when the load generator and the server share the cores.
 
-    .venv/bin/python bench/serve.py --seconds 15
+    .venv/bin/python -m bench.serve --seconds 15
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 import uvloop
 
-from bench.loadgen import build_request, closed_loop, exchange
+from bench.loadgen import LoadResult, build_request, closed_loop, exchange, wrk_available, wrk_closed_loop
 from bench.processes import REPO, bare_starlette, candor_serve, free_port
 from calibration.manifest import load_manifest
 
@@ -88,17 +93,44 @@ def raw_latency_ms(sess: ort.InferenceSession, shape: tuple[int, ...], runs: int
     return 1000 * statistics.median(times[100:])
 
 
-def predict_request(model: str, shape: tuple[int, ...]) -> bytes:
-    """V1 predict with one raw 0-255 image of the model's instance shape, as JSON."""
+def predict_body(shape: tuple[int, ...]) -> bytes:
+    """V1 predict body with one raw 0-255 image of the model's instance shape, as JSON."""
     image = np.random.default_rng(1).integers(0, 256, size=shape).tolist()
-    body = json.dumps({"instances": [image]}).encode()
-    return build_request(f"/v1/models/{model}:predict", body)
+    return json.dumps({"instances": [image]}).encode()
 
 
-async def measure(port: int, request: bytes, concurrency: int, seconds: float):  # noqa: ANN201
-    """Warm up for a fifth of the time, then measure."""
-    await closed_loop(port, request, concurrency, max(1.0, seconds / 5))
-    return await closed_loop(port, request, concurrency, seconds)
+def predict_path(model: str) -> str:
+    return f"/v1/models/{model}:predict"
+
+
+@dataclass
+class Measured:
+    """A closed-loop run and the server's CPU seconds (user + system) during it."""
+
+    load: LoadResult
+    server_cpu_s: float
+
+    @property
+    def cpu_us_per_answer(self) -> float:
+        return 1e6 * self.server_cpu_s / max(self.load.completed, 1)
+
+
+def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float, loadgen: str) -> LoadResult:
+    """One closed-loop run with wrk or the asyncio client."""
+    if loadgen == "wrk":
+        return wrk_closed_loop(port, path, body, concurrency, seconds)
+    return asyncio.run(closed_loop(port, build_request(path, body), concurrency, seconds))
+
+
+def measure(port: int, pid: int, path: str, body: bytes, concurrency: int, seconds: float,
+            loadgen: str) -> Measured:
+    """Warm up for a fifth of the time, then measure (with the server's CPU time)."""
+    run_load(port, path, body, concurrency, max(1.0, seconds / 5), loadgen)
+    server = psutil.Process(pid)
+    before = server.cpu_times()
+    load = run_load(port, path, body, concurrency, seconds, loadgen)
+    after = server.cpu_times()
+    return Measured(load, (after.user - before.user) + (after.system - before.system))
 
 
 def report(label: str, value: float, unit: str, baseline: float, ratio: float, goal: str) -> str:
@@ -106,15 +138,15 @@ def report(label: str, value: float, unit: str, baseline: float, ratio: float, g
 
 
 def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
-                  delay_ms: float) -> dict[str, float]:
+                  delay_ms: float, loadgen: str) -> dict[str, float]:
     """(a): served samples/s at c=32 vs raw ORT at its best batch size, same thread setting."""
     shape = tuple(d for d in load_manifest(models / HEAVY / "1").input.shape[1:] if d)
     raw = raw_throughput(session(models / HEAVY / "1", threads), shape, seconds / 5)
     best = max(raw, key=raw.__getitem__)
     port = free_port()
     settings = {**env, "CANDOR_INTRA_OP_THREADS": str(threads), "CANDOR_MAX_QUEUE_DELAY_MS": str(delay_ms)}
-    with candor_serve(models, port, settings):
-        served = asyncio.run(measure(port, predict_request(HEAVY, shape), 32, seconds))
+    with candor_serve(models, port, settings) as proc:
+        served = measure(port, proc.pid, predict_path(HEAVY), predict_body(shape), 32, seconds, loadgen).load
     print(f"raw ORT {HEAVY} samples/s by batch ({threads} threads): "
           + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items()))
     ratio = served.rate / raw[best]
@@ -128,30 +160,40 @@ def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str
             "served_heavy_c32_p99_ms": served.percentile_ms(0.99)}
 
 
-def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str]) -> dict[str, float]:
+def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
+                  loadgen: str) -> dict[str, float]:
     """(b) requests/s at c=32 vs bare Starlette; (c) c=1 median latency minus raw ORT batch-1."""
     shape = tuple(d for d in load_manifest(models / SMALL / "1").input.shape[1:] if d)
-    raw_ms = raw_latency_ms(session(models / SMALL / "1", threads), shape)
-    request = predict_request(SMALL, shape)
+    sess = session(models / SMALL / "1", threads)
+    raw_ms = raw_latency_ms(sess, shape)
+    raw_row_us = 1e6 / raw_throughput(sess, shape, 1.0)[32]
+    path, body = predict_path(SMALL), predict_body(shape)
     port = free_port()
-    with candor_serve(models, port, {**env, "CANDOR_INTRA_OP_THREADS": str(threads)}):
-        single = asyncio.run(measure(port, request, 1, seconds))
-        served = asyncio.run(measure(port, request, 32, seconds))
-        _, response = asyncio.run(exchange(port, request))
+    with candor_serve(models, port, {**env, "CANDOR_INTRA_OP_THREADS": str(threads)}) as proc:
+        single = measure(port, proc.pid, path, body, 1, seconds, loadgen)
+        served = measure(port, proc.pid, path, body, 32, seconds, loadgen)
+        _, response = asyncio.run(exchange(port, build_request(path, body)))
     bare_port = free_port()
-    with bare_starlette(bare_port, response):
-        bare = asyncio.run(measure(bare_port, request, 32, seconds))
-    ratio, overhead = served.rate / bare.rate, single.median_ms() - raw_ms
-    print(report(f"(b) {SMALL} served requests/s, c=32", served.rate, "req/s", bare.rate, ratio,
+    with bare_starlette(bare_port, response) as proc:
+        bare = measure(bare_port, proc.pid, path, body, 32, seconds, loadgen)
+    s, b, c = served.load, bare.load, single.load
+    ratio, overhead = s.rate / b.rate, c.median_ms() - raw_ms
+    print(report(f"(b) {SMALL} served requests/s, c=32", s.rate, "req/s", b.rate, ratio,
                  ">= 0.70 (bare Starlette, same payload)"))
-    print(f"    p50 {served.median_ms():.2f} ms, p99 {served.percentile_ms(0.99):.2f} ms, "
-          f"answers {dict(served.statuses)}; bare answers {dict(bare.statuses)}")
-    print(f"{'(c) ' + SMALL + ' c=1 median latency':<58} {single.median_ms():>10.3f} ms         "
+    print(f"    p50 {s.median_ms():.2f} ms, p99 {s.percentile_ms(0.99):.2f} ms, answers {dict(s.statuses)}; "
+          f"bare answers {dict(b.statuses)}")
+    print(f"    server CPU per answer: candor {served.cpu_us_per_answer:.0f} us, bare {bare.cpu_us_per_answer:.0f} us; "
+          f"the model alone at batch 32 (raw ORT) {raw_row_us:.0f} us per row")
+    print(f"{'(c) ' + SMALL + ' c=1 median latency':<58} {c.median_ms():>10.3f} ms         "
           f"raw ORT batch-1 {raw_ms:.3f} ms  overhead {overhead:.3f} ms  goal <= 1 ms")
-    return {"threads_bc": threads, "bare_starlette_requests_per_s_c32": bare.rate,
-            "served_small_requests_per_s_c32": served.rate, "ratio_b": ratio,
-            "raw_ort_small_batch1_median_ms": raw_ms, "served_small_c1_median_ms": single.median_ms(),
-            "overhead_c_ms": overhead, "served_small_c32_p99_ms": served.percentile_ms(0.99)}
+    print(f"    p90 {c.percentile_ms(0.9):.3f} ms, answers {dict(c.statuses)}, "
+          f"server CPU per answer {single.cpu_us_per_answer:.0f} us")
+    return {"threads_bc": threads, "bare_starlette_requests_per_s_c32": b.rate,
+            "served_small_requests_per_s_c32": s.rate, "ratio_b": ratio,
+            "raw_ort_small_batch1_median_ms": raw_ms, "served_small_c1_median_ms": c.median_ms(),
+            "overhead_c_ms": overhead, "served_small_c32_p99_ms": s.percentile_ms(0.99),
+            "cpu_us_per_answer_served_c32": served.cpu_us_per_answer,
+            "cpu_us_per_answer_bare_c32": bare.cpu_us_per_answer, "raw_ort_small_us_per_row_b32": raw_row_us}
 
 
 def main() -> None:
@@ -167,17 +209,21 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path,
                         help="where candor's prediction store lives (default: a fresh temp dir)")
     parser.add_argument("--only", choices=["heavy", "small"], help="run one part")
+    parser.add_argument("--loadgen", choices=["wrk", "python"], default="wrk" if wrk_available() else "python",
+                        help="load generator (default: wrk when installed)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     uvloop.install()
     results: dict[str, float] = {}
+    print(f"load generator: {args.loadgen}")
     env = {"CANDOR_STATE_DIR": str(args.state_dir)} if args.state_dir else {}
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), heavy=args.only != "small")
         if args.only != "small":
-            results |= heavy_figures(models, args.seconds, args.heavy_threads, env, args.heavy_delay_ms)
+            results |= heavy_figures(models, args.seconds, args.heavy_threads, env, args.heavy_delay_ms,
+                                     args.loadgen)
         if args.only != "heavy":
-            results |= small_figures(models, args.seconds, args.small_threads, env)
+            results |= small_figures(models, args.seconds, args.small_threads, env, args.loadgen)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
