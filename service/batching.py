@@ -7,7 +7,8 @@ follows the load: 1 at concurrency 1 (no added latency), large under load. Befor
 waits up to ``max_queue_delay_s`` only while more rows are expected: announced requests
 (``arriving``) still being read and parsed, or fewer rows queued than the previous call took (its
 clients are coming back), so a lone first request does not leave the rest for the next call.
-The queue holds at most ``max_queue_size`` rows: beyond it, QueueFull (503).
+The queue holds at most ``max_queue_size`` rows, counting one for each request still being parsed:
+beyond it, QueueFull (503), before the body is read.
 Every request has a deadline: past it, DeadlineExceeded (503) and its rows are skipped if not run.
 """
 
@@ -123,12 +124,14 @@ class Batcher(Generic[Out]):
             timer.cancel()
 
     def admit(self, n: int) -> None:
-        """Refuse (QueueFull) a request whose ``n`` rows do not fit in the bounded queue."""
+        """Refuse (QueueFull) a request whose ``n`` rows do not fit in the bounded queue; each
+        request still being read and parsed holds one place, so that under overload the surplus
+        is refused before its body is read, not after."""
         c = self.config
-        if self._queued_rows + n > c.max_queue_size:
+        if self._queued_rows + self._arriving + n > c.max_queue_size:
             raise QueueFull(f"model '{self.name}' queue is full ({self._queued_rows} of "
-                            f"{c.max_queue_size} instances queued); retry later",
-                            field="instances", retry_after_s=c.retry_after_s)
+                            f"{c.max_queue_size} instances queued, {self._arriving} arriving); "
+                            "retry later", field="instances", retry_after_s=c.retry_after_s)
 
     def _expire(self, pending: _Pending[Out]) -> None:
         """Deadline timer: fail the request unless it was answered."""

@@ -176,3 +176,23 @@ def test_a_full_queue_refuses_arrivals_before_their_body_is_read() -> None:
         await asyncio.gather(*tasks)
 
     run(main())
+
+
+def test_requests_being_parsed_hold_their_place_in_the_queue() -> None:
+    """With 3 places, a queued row and two requests still parsing leave no room: a fourth arrival
+    is refused before its body is read, and the places come back when the parses end."""
+    batcher = Batcher(SlowDouble(delay=0.2), BatchConfig(max_batch_size=1, max_queue_size=3))
+
+    async def main() -> None:
+        running = asyncio.create_task(batcher.submit(rows(1)))
+        await asyncio.sleep(0.05)  # the first row runs; the queue is empty again
+        queued = asyncio.create_task(batcher.submit(rows(1)))
+        await asyncio.sleep(0)
+        with batcher.arriving(), batcher.arriving():
+            with pytest.raises(QueueFull, match="2 arriving"), batcher.arriving():
+                pass
+        with batcher.arriving():  # both parses ended: room again
+            pass
+        await asyncio.gather(running, queued)
+
+    run(main())
