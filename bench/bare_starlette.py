@@ -1,7 +1,7 @@
 """Baseline server: a bare Starlette endpoint that parses the same payload and returns a fixed
-response of the same size, on uvicorn with the same loop and HTTP parser as `candor serve`.
+response of the same size, on uvicorn with the same event loop and HTTP parser as `candor serve`.
 
-    python bench/bare_starlette.py PORT RESPONSE_FILE
+    python bench/bare_starlette.py PORT RESPONSE_FILE [asyncio|uvloop]
 """
 
 from __future__ import annotations
@@ -35,5 +35,6 @@ def build_app(response: bytes) -> Starlette:
 
 if __name__ == "__main__":
     port, response_file = int(sys.argv[1]), Path(sys.argv[2])
-    uvicorn.run(build_app(response_file.read_bytes()), host="127.0.0.1", port=port, loop="uvloop",
+    loop = sys.argv[3] if len(sys.argv) > 3 else "asyncio"
+    uvicorn.run(build_app(response_file.read_bytes()), host="127.0.0.1", port=port, loop=loop,
                 http="httptools", access_log=False, log_level="warning")

@@ -11,8 +11,9 @@ bundled small model, prediction store on disk).
    cannot always offer that rate).
 3. recovery: right after, one request (its latency), then 32 connections for 5 s (rate vs C).
 
-The server runs with max_queue_size 256 (``--queue``): with one instance per request, the client's
-1024 connections could otherwise never fill the default 1024-instance queue.
+The server runs with max_queue_size 64 (``--queue``): with one instance per request, the client's
+1024 connections could otherwise never fill the default 1024-instance queue (a full batch of 64
+waits at most one call).
 
 Pass: the load reached factor x C, no answer other than 200/503, no connection error, RSS at the
 end within 10% of RSS 10 s into the overload (memory flat while overloaded; the step when 1024
@@ -38,6 +39,7 @@ import uvloop
 from bench.loadgen import LoadResult, build_request, closed_loop, open_loop, wrk_available, wrk_closed_loop
 from bench.processes import REPO, candor_serve, free_port
 from bench.serve import SMALL, predict_body, predict_path, run_load
+from service.settings import Settings
 
 
 def sample_rss(pid: int, stop: threading.Event, samples: list[float]) -> None:
@@ -106,17 +108,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--factor", type=float, default=10.0, help="offered load / capacity")
-    parser.add_argument("--queue", type=int, default=256,
+    parser.add_argument("--queue", type=int, default=64,
                         help="server max_queue_size (instances); max_instances is set to it too")
     parser.add_argument("--loadgen", choices=["wrk", "python"], default="wrk" if wrk_available() else "python",
                         help="load generator (default: wrk when installed)")
+    parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default=Settings().event_loop,
+                        help="uvicorn's loop for candor serve (default: candor's default)")
     args = parser.parse_args()
     uvloop.install()
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
         shutil.copytree(REPO / "models" / SMALL, models / SMALL)
         port = free_port()
-        env = {"CANDOR_MAX_QUEUE_SIZE": str(args.queue), "CANDOR_MAX_INSTANCES": str(args.queue)}
+        env = {"CANDOR_MAX_QUEUE_SIZE": str(args.queue), "CANDOR_MAX_INSTANCES": str(args.queue),
+               "CANDOR_EVENT_LOOP": args.event_loop}
+        print(f"event loop: {args.event_loop}, max_queue_size {args.queue}")
         with candor_serve(models, port, env) as proc:
             ok = overload(port, proc.pid, args.seconds, args.warmup, args.factor, args.loadgen)
     raise SystemExit(0 if ok else 1)

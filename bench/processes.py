@@ -64,11 +64,11 @@ def candor_serve(models_dir: Path, port: int, env: dict[str, str] | None = None)
 
 
 @contextmanager
-def bare_starlette(port: int, response: bytes) -> Iterator[subprocess.Popen[bytes]]:
-    """The baseline answering ``response`` (bytes) to every predict."""
+def bare_starlette(port: int, response: bytes, loop: str = "asyncio") -> Iterator[subprocess.Popen[bytes]]:
+    """The baseline answering ``response`` (bytes) to every predict, on uvicorn with ``loop``."""
     with tempfile.NamedTemporaryFile(suffix=".json") as fh:
         fh.write(response)
         fh.flush()
-        with child([sys.executable, str(REPO / "bench" / "bare_starlette.py"), str(port), fh.name],
+        with child([sys.executable, str(REPO / "bench" / "bare_starlette.py"), str(port), fh.name, loop],
                    port) as proc:
             yield proc

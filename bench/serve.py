@@ -37,6 +37,7 @@ import uvloop
 from bench.loadgen import LoadResult, build_request, closed_loop, exchange, wrk_available, wrk_closed_loop
 from bench.processes import REPO, bare_starlette, candor_serve, free_port
 from calibration.manifest import load_manifest
+from service.settings import Settings
 
 SMALL = "fashion-mnist-cnn"
 HEAVY = "resnet18-28"
@@ -174,7 +175,7 @@ def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str
         served = measure(port, proc.pid, path, body, 32, seconds, loadgen)
         _, response = asyncio.run(exchange(port, build_request(path, body)))
     bare_port = free_port()
-    with bare_starlette(bare_port, response) as proc:
+    with bare_starlette(bare_port, response, env["CANDOR_EVENT_LOOP"]) as proc:
         bare = measure(bare_port, proc.pid, path, body, 32, seconds, loadgen)
     s, b, c = served.load, bare.load, single.load
     ratio, overhead = s.rate / b.rate, c.median_ms() - raw_ms
@@ -211,12 +212,16 @@ def main() -> None:
     parser.add_argument("--only", choices=["heavy", "small"], help="run one part")
     parser.add_argument("--loadgen", choices=["wrk", "python"], default="wrk" if wrk_available() else "python",
                         help="load generator (default: wrk when installed)")
+    parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default=Settings().event_loop,
+                        help="uvicorn's loop for candor serve and the bare baseline (default: candor's default)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     uvloop.install()
     results: dict[str, float] = {}
-    print(f"load generator: {args.loadgen}")
-    env = {"CANDOR_STATE_DIR": str(args.state_dir)} if args.state_dir else {}
+    print(f"load generator: {args.loadgen}; event loop of both servers: {args.event_loop}")
+    env = {"CANDOR_EVENT_LOOP": args.event_loop}
+    if args.state_dir:
+        env["CANDOR_STATE_DIR"] = str(args.state_dir)
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), heavy=args.only != "small")
         if args.only != "small":

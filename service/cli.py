@@ -1,4 +1,5 @@
-"""``candor serve``: verify every artifact, then run uvicorn (uvloop + httptools, one worker)."""
+"""``candor serve``: verify every artifact, then run uvicorn (httptools, one worker, the event loop
+of settings.event_loop)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, repository)
     exit_zero_after_drain()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                loop="uvloop", http="httptools", access_log=settings.access_log,
+                loop=settings.event_loop, http="httptools", access_log=settings.access_log,
                 timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
     return 0
 

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         default_factory=list, description="allowed CORS origins; empty: CORS off")
     access_log: bool = Field(
         default=False, description="uvicorn access log (method, path, status; never payloads)")
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        default="asyncio", description="uvicorn's event loop. asyncio keeps answering new connections "
+        "under overload; uvloop is a few percent faster but, saturated by 1024 connections, left a new "
+        "connection unanswered for 10 s and more (bench/README.md)")
     # calibration monitor (service/monitoring.py): prediction store and windows
     state_dir: Path = Field(
         default=Path(".candor"), description="directory of the default SQLite store (created)")
