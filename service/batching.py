@@ -51,11 +51,18 @@ class BatchConfig:
     retry_after_s: int = 1
 
     @classmethod
-    def from_settings(cls, settings: Any) -> BatchConfig:
-        """Read ``max_batch_size``, ``max_queue_delay_ms``, ``max_queue_size``, ``request_timeout_s``."""
-        return cls(max_batch_size=settings.max_batch_size,
-                   max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
-                   max_queue_size=settings.max_queue_size, timeout_s=settings.request_timeout_s,
+    def from_settings(cls, settings: Any, model: str | None = None) -> BatchConfig:
+        """Read ``max_batch_size``, ``max_queue_delay_ms``, ``max_queue_size``, ``request_timeout_s``;
+        with ``model``, its ``model_batching`` overrides replace the global values they set."""
+        override = settings.model_batching.get(model) if model is not None else None
+
+        def value(name: str) -> Any:
+            own = getattr(override, name, None)
+            return getattr(settings, name) if own is None else own
+
+        return cls(max_batch_size=value("max_batch_size"),
+                   max_queue_delay_s=value("max_queue_delay_ms") / 1000.0,
+                   max_queue_size=value("max_queue_size"), timeout_s=settings.request_timeout_s,
                    retry_after_s=settings.retry_after_s)
 
 

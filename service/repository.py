@@ -20,11 +20,13 @@ from service.settings import Settings
 
 @dataclass
 class Repository:
-    """name -> version -> Engine, with the batching config given to every engine added."""
+    """name -> version -> Engine, with the batching config given to every engine added (the
+    model's own from ``model_batching``, else ``batching``)."""
 
     models: dict[str, dict[str, Engine]] = field(default_factory=dict)
     batching: BatchConfig = field(default_factory=BatchConfig)
     default_versions: Mapping[str, str] = field(default_factory=dict)
+    model_batching: Mapping[str, BatchConfig] = field(default_factory=dict)
 
     def add(self, engine: Engine) -> None:
         """Register a loaded engine under its manifest's name and version."""
@@ -46,7 +48,7 @@ class Repository:
 
     def _ready(self, engine: Engine) -> None:
         if engine.batcher is None:
-            engine.attach_batcher(self.batching)
+            engine.attach_batcher(self.model_batching.get(engine.manifest.name, self.batching))
 
     def get(self, name: str, version: str | None = None) -> Engine:
         """The engine for name (and version); ModelNotFound names what is available."""
@@ -92,15 +94,19 @@ def artifact_directories(models_dir: Path, name: str = "*") -> list[Path]:
 
 def load_repository(models_dir: Path, providers: str = "auto", intra_op_threads: int = 0,
                     batching: BatchConfig | None = None,
-                    default_versions: Mapping[str, str] | None = None) -> Repository:
+                    default_versions: Mapping[str, str] | None = None,
+                    model_batching: Mapping[str, BatchConfig] | None = None) -> Repository:
     """Load and verify every artifact; the first bad one raises an error naming its file and field."""
-    repository = Repository(batching=batching or BatchConfig(), default_versions=dict(default_versions or {}))
+    repository = Repository(batching=batching or BatchConfig(), default_versions=dict(default_versions or {}),
+                            model_batching=dict(model_batching or {}))
     for directory in artifact_directories(models_dir):
         repository.add(load_engine(directory, providers, intra_op_threads))
     return repository
 
 
 def load_from_settings(settings: Settings) -> Repository:
-    """``load_repository`` with the providers, threads, batching and pinned versions of settings."""
+    """``load_repository`` with the providers, threads, batching (global and per model) and pinned
+    versions of settings."""
     return load_repository(settings.models_dir, settings.providers, settings.intra_op_threads,
-                           BatchConfig.from_settings(settings), settings.default_versions)
+                           BatchConfig.from_settings(settings), settings.default_versions,
+                           {name: BatchConfig.from_settings(settings, name) for name in settings.model_batching})

@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelBatching(BaseModel):
+    """One model's overrides of the batching settings (a field left out keeps the global value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0)
+    max_queue_size: int | None = Field(default=None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -32,6 +42,9 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="longest wait for announced requests to join a batch")
     max_queue_size: int = Field(
         default=1024, ge=1, description="instances queued per model version; beyond: 503")
+    model_batching: dict[str, ModelBatching] = Field(
+        default_factory=dict, description='per-model overrides of the three settings above, e.g. '
+        '{"resnet18": {"max_batch_size": 16, "max_queue_delay_ms": 20}}')
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="per-request deadline; past it: 503")
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After (seconds) sent with 503")
@@ -87,7 +100,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:
-        if self.max_queue_size < self.max_instances:
-            raise ValueError(f"max_queue_size ({self.max_queue_size}) must be >= max_instances "
-                             f"({self.max_instances}), or large requests could never be queued")
+        queues = {"max_queue_size": self.max_queue_size} | {
+            f"model_batching.{name}.max_queue_size": override.max_queue_size
+            for name, override in self.model_batching.items() if override.max_queue_size is not None}
+        for where, size in queues.items():
+            if size < self.max_instances:
+                raise ValueError(f"{where} ({size}) must be >= max_instances "
+                                 f"({self.max_instances}), or large requests could never be queued")
         return self

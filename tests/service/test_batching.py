@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -196,3 +197,27 @@ def test_requests_being_parsed_hold_their_place_in_the_queue() -> None:
         await asyncio.gather(running, queued)
 
     run(main())
+
+
+def test_a_model_s_own_batching_overrides_the_global_values_it_sets() -> None:
+    from service.settings import Settings
+
+    settings = Settings(max_batch_size=64, max_queue_delay_ms=2, max_queue_size=2048,
+                        model_batching={"heavy": {"max_batch_size": 16, "max_queue_delay_ms": 20}})
+    heavy, other = BatchConfig.from_settings(settings, "heavy"), BatchConfig.from_settings(settings, "other")
+    assert (heavy.max_batch_size, heavy.max_queue_delay_s, heavy.max_queue_size) == (16, 0.02, 2048)
+    assert (other.max_batch_size, other.max_queue_delay_s, other.max_queue_size) == (64, 0.002, 2048)
+
+
+@pytest.mark.parametrize(("override", "phrase"), [
+    ({"max_batch_size": 0}, "greater than or equal to 1"),
+    ({"max_batch_sise": 8}, "Extra inputs are not permitted"),
+    ({"max_queue_size": 10}, "model_batching.heavy.max_queue_size (10) must be >= max_instances"),
+])
+def test_bad_per_model_batching_is_refused(override: dict, phrase: str) -> None:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    with pytest.raises(ValidationError, match=re.escape(phrase)):
+        Settings(max_instances=50, model_batching={"heavy": override})

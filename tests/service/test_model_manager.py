@@ -18,7 +18,7 @@ from service.batching import BatchConfig
 from service.engine import Served
 from service.errors import LoadRefused, ModelNotFound
 from service.model_manager import ModelManager
-from service.repository import load_repository
+from service.repository import load_from_settings, load_repository
 from service.settings import Settings
 
 MODEL = "digits-cnn"
@@ -152,3 +152,14 @@ def test_a_manifest_naming_another_model_is_refused(models: Path) -> None:
     with pytest.raises(LoadRefused, match="manifest says other/2"):
         asyncio.run(manager.load(MODEL))
     assert json.loads((target / "manifest.json").read_text())["name"] == "other"
+
+
+def test_a_model_s_own_batching_applies_to_its_versions_loaded_at_start_and_later(models: Path) -> None:
+    settings = Settings(models_dir=models, providers="cpu", max_batch_size=64,
+                        model_batching={MODEL: {"max_batch_size": 3, "max_queue_delay_ms": 15}})
+    manager = ModelManager(load_from_settings(settings), settings)
+    config = manager.repository.get(MODEL, "1").batcher.config  # type: ignore[union-attr]
+    assert (config.max_batch_size, config.max_queue_delay_s) == (3, 0.015)
+    copy_version(models, models, MODEL, "1", "2")
+    asyncio.run(manager.load(MODEL))
+    assert manager.repository.get(MODEL, "2").batcher.config.max_batch_size == 3  # type: ignore[union-attr]
