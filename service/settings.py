@@ -66,8 +66,8 @@ class Settings(BaseSettings):
         default=False, description="uvicorn access log (method, path, status; never payloads)")
     event_loop: Literal["asyncio", "uvloop"] = Field(
         default="asyncio", description="uvicorn's event loop. asyncio keeps answering new connections "
-        "under overload; uvloop is a few percent faster but, saturated by 1024 connections, left a new "
-        "connection unanswered for 10 s and more (bench/README.md)")
+        "under overload; uvloop, saturated by 1024 connections, left a new connection unanswered for "
+        "10 s and more, and was no faster here otherwise (docs/benchmarks.md)")
     # calibration monitor (service/monitoring.py): prediction store and windows
     state_dir: Path = Field(
         default=Path(".candor"), description="directory of the default SQLite store (created)")
