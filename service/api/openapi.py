@@ -10,6 +10,7 @@ written out here instead of derived from the handler's signature.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -98,7 +99,7 @@ def operation(endpoint: Endpoint, path: str, *, tags: list[str], body: dict[str,
     op: dict[str, Any] = {
         "tags": tags, "summary": name.replace("_", " ").title(),
         "description": (endpoint.__doc__ or "").strip(),
-        "operationId": f"{name}_{re.sub(r'[^0-9a-zA-Z_]', '_', path)}_post",
+        "operationId": re.sub(r"\W", "_", f"{name}{path}") + "_post",  # as FastAPI names them
         "parameters": [path_parameter(p) for p in re.findall(r"{(\w+)}", path)],
         **body,
         "responses": {"200": ok, **{str(status): {
@@ -129,7 +130,8 @@ def document_errors(app: FastAPI, settings: Settings | None = None) -> None:
                 ErrorBody.model_json_schema())
             for route in app.routes:
                 if isinstance(route, DocumentedRoute):
-                    schema.setdefault("paths", {}).setdefault(route.path, {})[route.method] = route.operation
+                    schema.setdefault("paths", {}).setdefault(route.path, {})[route.method] = copy.deepcopy(
+                        route.operation)  # per document: _fix_security edits it
             for route, path in schema.get("paths", {}).items():
                 for operation in path.values():
                     _fix_validation_error(operation.get("responses", {}))
