@@ -189,9 +189,9 @@ def test_requests_being_parsed_hold_their_place_in_the_queue() -> None:
         await asyncio.sleep(0.05)  # the first row runs; the queue is empty again
         queued = asyncio.create_task(batcher.submit(rows(1)))
         await asyncio.sleep(0)
-        with batcher.arriving(), batcher.arriving():
-            with pytest.raises(QueueFull, match="2 arriving"), batcher.arriving():
-                pass
+        with batcher.arriving(), batcher.arriving(), pytest.raises(QueueFull, match="2 arriving"), \
+                batcher.arriving():
+            pass
         with batcher.arriving():  # both parses ended: room again
             pass
         await asyncio.gather(running, queued)
