@@ -76,3 +76,23 @@ def test_watch_loads_a_new_version_without_a_call(models: Path) -> None:
         assert served_version(client) == "2"
         status = client.get(f"/v1/models/{MODEL}/calibration", params={"version": "2"})
         assert status.status_code == 200 and status.json()["version"] == "2"  # monitored after reload
+
+
+@pytest.mark.parametrize("how", ["load call", "watch"])
+def test_predictions_of_a_version_loaded_later_are_stored_for_the_label_join(models: Path, how: str) -> None:
+    """A version loaded after start-up records what it serves before answering: its prediction
+    ids are accepted as feedback, and it is counted in its own window."""
+    settings = Settings(models_dir=models, watch_models=how == "watch", watch_interval_s=0.1)
+    with TestClient(create_app(settings)) as client:
+        copy_version(models, models, MODEL, "1", "2")
+        if how == "load call":
+            assert client.post(f"/v2/repository/models/{MODEL}/load").status_code == 200
+        deadline = time.monotonic() + 10
+        while served_version(client) != "2" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [[[0.0] * 8] * 8] * 3})
+        assert answer.status_code == 200 and answer.json()["model_version"] == "2"
+        labels = [{"prediction_id": p["prediction_id"], "label": p["label"]} for p in answer.json()["predictions"]]
+        assert client.post("/v1/feedback", json={"labels": labels}).json()["accepted"] == 3
+        status = client.get(f"/v1/models/{MODEL}/calibration", params={"version": "2"}).json()
+        assert status["predictions_since_start"] >= 3
