@@ -57,18 +57,28 @@ def run_serve(args: argparse.Namespace) -> int:
 def load_settings(overrides: dict[str, Any]) -> Settings:
     """The settings, or a ServiceError naming each bad setting as its CANDOR_* variable (or flag)."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from service.errors import ServiceError
     from service.settings import Settings
 
+    fix = "(set them in the environment, CANDOR_*, or with the command-line flags)"
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            (f"CANDOR_{str(e['loc'][0]).upper()}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors())
-        raise ServiceError(f"invalid settings: {problems} (set them in the environment, CANDOR_*, "
-                           "or with the command-line flags)") from None
+        problems = "; ".join(setting_name(e["loc"]) + e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ServiceError(f"invalid settings: {problems} {fix}") from None
+    except SettingsError as exc:  # a JSON-valued variable that is not JSON
+        field = str(exc).partition('field "')[2].partition('"')[0]
+        raise ServiceError(f"invalid settings: CANDOR_{field.upper()}: not valid JSON {fix}") from None
+
+
+def setting_name(loc: tuple[int | str, ...]) -> str:
+    """'CANDOR_MODEL_BATCHING (m.max_batch_size): ' for a nested location, '' for the whole model."""
+    if not loc:
+        return ""
+    inner = ".".join(str(part) for part in loc[1:])
+    return f"CANDOR_{str(loc[0]).upper()}" + (f" ({inner})" if inner else "") + ": "
 
 
 def exit_zero_after_drain() -> None:

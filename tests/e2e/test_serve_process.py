@@ -86,6 +86,9 @@ def test_missing_models_directory_is_a_cli_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("env", "phrases"), [
     ({"CANDOR_PORT": "eighty"}, ["CANDOR_PORT", "valid integer"]),
     ({"CANDOR_MAX_QUEUE_SIZE": "8"}, ["max_queue_size (8) must be >= max_instances"]),
+    ({"CANDOR_MODEL_BATCHING": "{bad"}, ["CANDOR_MODEL_BATCHING: not valid JSON"]),
+    ({"CANDOR_MODEL_BATCHING": '{"m": {"max_batch_size": 0}}'},
+     ["CANDOR_MODEL_BATCHING (m.max_batch_size)", "greater than or equal to 1"]),
 ])
 def test_invalid_settings_are_a_cli_error_naming_the_setting(tmp_path: Path, env: dict[str, str],
                                                              phrases: list[str]) -> None:
