@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 from bench.loadgen import build_request, exchange, wrk_closed_loop
-from bench.processes import REPO, bare_starlette, candor_serve, free_port
-from bench.serve import SMALL, predict_body, predict_path
+from bench.processes import bare_starlette, candor_serve, free_port
+from bench.serve import SMALL, build_models, predict_body, predict_path
 
 
 def first_answer(port: int, request: bytes) -> tuple[float, int]:
@@ -51,8 +50,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=4.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        models = Path(tmp) / "models"
-        shutil.copytree(REPO / "models" / SMALL, models / SMALL)
+        models = build_models(Path(tmp), heavy=False)
         path, body = predict_path(SMALL), predict_body((1, 28, 28))
         for loop in ("asyncio", "uvloop"):
             port = free_port()

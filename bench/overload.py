@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import tempfile
 import threading
 import time
@@ -37,8 +36,8 @@ import psutil
 import uvloop
 
 from bench.loadgen import LoadResult, build_request, closed_loop, open_loop, wrk_available, wrk_closed_loop
-from bench.processes import REPO, candor_serve, free_port
-from bench.serve import SMALL, predict_body, predict_path, run_load
+from bench.processes import candor_serve, free_port
+from bench.serve import SMALL, build_models, predict_body, predict_path, run_load
 from service.settings import Settings
 
 
@@ -117,8 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     uvloop.install()
     with tempfile.TemporaryDirectory() as tmp:
-        models = Path(tmp) / "models"
-        shutil.copytree(REPO / "models" / SMALL, models / SMALL)
+        models = build_models(Path(tmp), heavy=False)
         port = free_port()
         env = {"CANDOR_MAX_QUEUE_SIZE": str(args.queue), "CANDOR_MAX_INSTANCES": str(args.queue),
                "CANDOR_EVENT_LOOP": args.event_loop}
