@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from child_process import stop
 from deploy_tools import REPO, healthcheck_command, parse_dockerfile, run
 
 pytestmark = pytest.mark.e2e  # a pip install (pip's cache and find-links) and a real server
@@ -90,16 +90,6 @@ def wait_ready(url: str, proc: subprocess.Popen[str], log: Path, timeout: float 
     pytest.fail(f"not ready after {timeout}s:\n{log.read_text()}")
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path: Path) -> None:
     try:
         venv = build_runtime_venv(tmp_path)
@@ -158,7 +148,7 @@ def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path:
             assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
             assert prediction["label"] in prediction["probabilities"]
         finally:
-            stop(proc)
+            stop(proc, timeout=30)
         assert "no artifact under" in log.read_text()  # the entrypoint's fallback was taken
     finally:
         shutil.rmtree(tmp_path / "venv", ignore_errors=True)

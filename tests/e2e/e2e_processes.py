@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from child_process import stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,18 +74,6 @@ def serve_replicas(models_dir: Path, envs: list[dict[str, str]],
         for replica, log in started:
             wait_ready(replica.url, replica.proc, log, timeout)
         yield [replica for replica, _ in started]
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within 20 s (nothing if it already exited)."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def wait_ready(url: str, proc: subprocess.Popen[str], log: IO[str], timeout: float) -> None:
