@@ -10,8 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from service.api import calibration, feedback, v1, v2, v2_repository
+from service.api.direct import DirectRoutes
 from service.api.openapi import document_errors, error_responses
 from service.errors import ServiceError
 from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
@@ -24,6 +26,20 @@ from service.settings import Settings
 # Metrics are ours (Prometheus, /metrics). FastAPI's OpenTelemetry bridge, when left on, looks up
 # the global providers on every request (30 us here) to find that none is configured.
 NO_OPENTELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+class CandorApp(FastAPI):
+    """FastAPI, with the inference routes answered ahead of its middleware stack (service.api.direct)."""
+
+    direct: DirectRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct = self.direct
+        route = None if direct is None else direct.match(scope)
+        if direct is None or route is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await direct.serve(self, route, scope, receive, send)
 
 
 def create_app(settings: Settings, repository: Repository | None = None) -> FastAPI:
@@ -40,7 +56,7 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
                 yield
             await app.state.repository.drain()  # queued requests finish before the monitor flushes
 
-    app = FastAPI(title="Candor", version="0.1.0", lifespan=lifespan,
+    app = CandorApp(title="Candor", version="0.1.0", lifespan=lifespan,
                   description="Calibrated probabilities for neural classifiers, with calibration monitoring.",
                   telemetry=NO_OPENTELEMETRY)
     app.state.settings = settings
@@ -52,7 +68,8 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     app.include_router(v2.router)
     app.include_router(feedback.router, dependencies=[AdminAuth], responses=error_responses(401))
     app.include_router(v2_repository.router)
-    app.router.routes[0:0] = [*v1.ROUTES, *v2.ROUTES]  # first: the hot paths match without a scan
+    app.router.routes[0:0] = [*v1.ROUTES, *v2.ROUTES]  # also here: documented, and for CORS requests
+    app.direct = DirectRoutes([*v1.ROUTES, *v2.ROUTES], http_metrics, skip_origin=bool(settings.cors_origins))
     install_cors(app, settings)
     document_errors(app, settings)
     app.include_router(calibration.router)

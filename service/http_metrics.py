@@ -36,6 +36,16 @@ class HttpMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def started(self) -> float:
+        """One more request in flight; returns its start time for ``finished``."""
+        self.in_flight.inc()
+        return time.perf_counter()
+
+    def finished(self, scope: Scope, status: int, started: float) -> None:
+        """The request started at ``started`` was answered with ``status``."""
+        self.in_flight.dec()
+        self.observe(scope, status, time.perf_counter() - started)
+
 
 class HttpMetricsMiddleware:
     """Times every HTTP request and labels it by its route template (never by raw path or ids)."""
@@ -48,7 +58,7 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        status = 500
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -56,12 +66,11 @@ class HttpMetricsMiddleware:
                 status = int(message["status"])
             await send(message)
 
-        self.metrics.in_flight.inc()
+        started = self.metrics.started()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self.metrics.in_flight.dec()
-            self.metrics.observe(scope, status, time.perf_counter() - started)
+            self.metrics.finished(scope, status, started)
 
 
 def route_template(scope: Scope) -> str:
