@@ -92,6 +92,7 @@ def test_label_for_another_replicas_prediction_creates_the_model(tmp_path: Path)
 
 @pytest.mark.parametrize(("ids", "conf", "pred"), [
     (["a", "b"], [0.5], [0]), (["a"], [1.2], [0]), (["a"], [0.5], [-1]), (["a"], [0.5], [0.5]),
+    (["a", "b"], [0.5, float("nan")], [0, 1]), (["a"], [float("inf")], [0]), (["a"], [0.5], [True]),
 ])
 def test_bad_predictions_are_rejected_before_storing(store: SQLiteStore, ids: list[str],
                                                      conf: list[float], pred: list[float]) -> None:

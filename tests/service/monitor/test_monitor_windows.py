@@ -107,7 +107,8 @@ def test_prediction_window_histogram_uses_lower_exclusive_edges() -> None:
     assert window.since_start_count() == 6
 
 
-@pytest.mark.parametrize("bad", [[1.5], [-0.1], [float("nan")]])
+@pytest.mark.parametrize("bad", [[1.5], [-0.1], [float("nan")], [0.5, float("nan")], [float("inf")],
+                                 [float("-inf"), 0.5]])
 def test_confidences_outside_the_unit_interval_are_rejected(bad: list[float]) -> None:
     with pytest.raises(MonitorInputError):
         CalibrationWindow().update(bad, [1], now=T0)
