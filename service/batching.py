@@ -44,8 +44,8 @@ Out = TypeVar("Out", bound=Rows)
 class BatchConfig:
     """Batching and backpressure limits of one model version (from Settings)."""
 
-    max_batch_size: int = 64
-    max_queue_delay_s: float = 0.002
+    max_batch_size: int = 8
+    max_queue_delay_s: float = 0.0
     max_queue_size: int = 1024
     timeout_s: float = 30.0
     retry_after_s: int = 1

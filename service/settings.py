@@ -36,10 +36,12 @@ class Settings(BaseSettings):
     max_instances: int = Field(default=1024, ge=1, description="instances per request")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # serving: dynamic batching, backpressure, deadlines (service/batching.py)
+    # CPU defaults: small batches, no wait. The event loop parses the next batch's requests while
+    # the model runs this one; one large batch leaves the two taking turns (docs/benchmarks.md).
     max_batch_size: int = Field(
-        default=64, ge=1, description="most instances coalesced into one ONNX Runtime call")
+        default=8, ge=1, description="most instances coalesced into one ONNX Runtime call")
     max_queue_delay_ms: float = Field(
-        default=2.0, ge=0, description="longest wait for announced requests to join a batch")
+        default=0.0, ge=0, description="longest wait for announced requests to join a batch")
     max_queue_size: int = Field(
         default=1024, ge=1, description="instances queued per model version; beyond: 503")
     model_batching: dict[str, ModelBatching] = Field(
