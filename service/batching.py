@@ -1,14 +1,17 @@
 """Dynamic batching: one bounded asyncio queue per model version, one ONNX Runtime call at a time.
 
-Requests queue their preprocessed rows; a worker task takes whole requests in arrival order up to
-``max_batch_size`` rows, concatenates them, runs the model in a worker thread (never on the event
-loop) and hands each request its slice. While a call runs, new requests queue up, so the batch size
-follows the load: 1 at concurrency 1 (no added latency), large under load. Before a call the worker
+Requests queue their preprocessed rows; a worker task takes everything queued, in arrival order,
+as batches of whole requests of up to ``max_batch_size`` rows, and runs them one call after the
+other in one worker-thread job (never on the event loop); each request gets its slice as soon as
+its batch's call returns, so the loop answers one batch while the next one runs. While a job runs,
+new requests queue up, so the batch size follows the load: 1 at concurrency 1 (no added latency),
+up to max_batch_size under load. Before a job the worker
 waits up to ``max_queue_delay_s`` only while more rows are expected: announced requests
 (``arriving``) still being read and parsed, or fewer rows queued than the previous call took (its
 clients are coming back), so a lone first request does not leave the rest for the next call.
-The queue holds at most ``max_queue_size`` rows, counting one for each request still being parsed:
-beyond it, QueueFull (503), before the body is read.
+The queue holds at most ``max_queue_size`` rows, counting batches taken into the job that have not
+started and one row for each request still being parsed: beyond it, QueueFull (503), before the
+body is read.
 Every request has a deadline: past it, DeadlineExceeded (503) and its rows are skipped if not run.
 """
 
@@ -84,6 +87,7 @@ class Batcher(Generic[Out]):
         self.name = name
         self._queue: deque[_Pending[Out]] = deque()
         self._queued_rows = 0
+        self._waiting_in_job = 0  # rows taken into the worker's job whose call has not started
         self._arriving = 0
         self._changed: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -93,7 +97,7 @@ class Batcher(Generic[Out]):
     @property
     def queued_rows(self) -> int:
         """Rows waiting for a call (not counting the call in progress)."""
-        return self._queued_rows
+        return self._queued_rows + self._waiting_in_job
 
     @property
     def idle(self) -> bool:
@@ -135,8 +139,8 @@ class Batcher(Generic[Out]):
         request still being read and parsed holds one place, so that under overload the surplus
         is refused before its body is read, not after."""
         c = self.config
-        if self._queued_rows + self._arriving + n > c.max_queue_size:
-            raise QueueFull(f"model '{self.name}' queue is full ({self._queued_rows} of "
+        if self.queued_rows + self._arriving + n > c.max_queue_size:
+            raise QueueFull(f"model '{self.name}' queue is full ({self.queued_rows} of "
                             f"{c.max_queue_size} instances queued, {self._arriving} arriving); "
                             "retry later", field="instances", retry_after_s=c.retry_after_s)
 
@@ -156,9 +160,9 @@ class Batcher(Generic[Out]):
         try:
             while self._queue:
                 await self._await_arrivals()
-                batch = self._take_batch()
-                if batch:
-                    await self._run_batch(batch)
+                chunks = self._take_chunks()
+                if chunks:
+                    await self._run_chunks(chunks)
         finally:
             self._worker = None
 
@@ -181,9 +185,11 @@ class Batcher(Generic[Out]):
             except TimeoutError:
                 return
 
-    def _take_batch(self) -> list[_Pending[Out]]:
-        """Whole requests in arrival order up to max_batch_size rows (a larger one goes alone);
-        requests already answered (deadline, client gone) are dropped."""
+    def _take_chunks(self) -> list[list[_Pending[Out]]]:
+        """Everything queued, in arrival order, as batches of whole requests of up to
+        max_batch_size rows each (a larger request goes alone); requests already answered
+        (deadline, client gone) are dropped."""
+        chunks: list[list[_Pending[Out]]] = []
         taken: list[_Pending[Out]] = []
         rows = 0
         while self._queue:
@@ -192,30 +198,57 @@ class Batcher(Generic[Out]):
                 self._pop()
                 continue
             if taken and rows + len(head.rows) > self.config.max_batch_size:
-                break
+                chunks.append(taken)
+                taken, rows = [], 0
             taken.append(self._pop())
             rows += len(head.rows)
-        return taken
+        return [*chunks, taken] if taken else chunks
 
     def _pop(self) -> _Pending[Out]:
         pending = self._queue.popleft()
         self._queued_rows -= len(pending.rows)
         return pending
 
-    async def _run_batch(self, batch: list[_Pending[Out]]) -> None:
-        """One model call in a worker thread; each request gets its slice (or the exception)."""
-        rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-        self.calls += 1
-        self._last_rows = len(rows)
+    async def _run_chunks(self, chunks: list[list[_Pending[Out]]]) -> None:
+        """One model call per chunk, one after the other in one worker-thread job; each chunk's
+        requests are answered as soon as its call returns, while the next one runs. A backlog is
+        thus worked off without a trip through a busy event loop between calls."""
+        loop = asyncio.get_running_loop()
+        sizes = [sum(len(p.rows) for p in chunk) for chunk in chunks]
+        self._last_rows = max(sizes)
+        self._waiting_in_job = sum(sizes[1:])
         try:
-            out = await asyncio.get_running_loop().run_in_executor(None, self._run, rows)
-        except Exception as exc:  # a failed call fails exactly the requests in it
-            for p in batch:
-                _settle(p.future, exception=exc)
-            return
+            await loop.run_in_executor(None, self._call_each, loop, chunks)
+        finally:
+            self._waiting_in_job = 0
+
+    def _call_each(self, loop: asyncio.AbstractEventLoop, chunks: list[list[_Pending[Out]]]) -> None:
+        """(worker thread) Run each chunk whose requests are not all answered yet (past their
+        deadline); hand its output or exception to the loop."""
+        for index, chunk in enumerate(chunks):
+            out: Out | None = None
+            error: Exception | None = None
+            if not all(p.future.done() for p in chunk):  # a plain read; _settle checks again
+                rows = chunk[0].rows if len(chunk) == 1 else np.concatenate([p.rows for p in chunk])
+                self.calls += 1
+                try:
+                    out = self._run(rows)
+                except Exception as exc:  # a failed call fails exactly the requests in it
+                    error = exc
+            loop.call_soon_threadsafe(self._deliver, chunks, index, out, error)
+
+    def _deliver(self, chunks: list[list[_Pending[Out]]], index: int, out: Out | None,
+                 error: Exception | None) -> None:
+        """(event loop) Chunk ``index`` is done: its requests get their slices of ``out`` (or
+        ``error``; neither when it was skipped), and the next chunk leaves the queue's count."""
+        if index + 1 < len(chunks):
+            self._waiting_in_job -= sum(len(p.rows) for p in chunks[index + 1])
         start = 0
-        for p in batch:
-            _settle(p.future, result=out[start:start + len(p.rows)])
+        for p in chunks[index]:
+            if error is not None:
+                _settle(p.future, exception=error)
+            elif out is not None:
+                _settle(p.future, result=out[start:start + len(p.rows)])
             start += len(p.rows)
 
     async def drain(self) -> None:

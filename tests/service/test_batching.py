@@ -221,3 +221,40 @@ def test_bad_per_model_batching_is_refused(override: dict, phrase: str) -> None:
 
     with pytest.raises(ValidationError, match=re.escape(phrase)):
         Settings(max_instances=50, model_batching={"heavy": override})
+
+
+def test_a_backlog_is_one_job_whose_batches_are_answered_as_each_call_returns() -> None:
+    model = SlowDouble(delay=0.1)
+    batcher = Batcher(model, BatchConfig(max_batch_size=2))
+    answered: list[float] = []
+
+    async def one(i: int) -> np.ndarray:
+        out = await batcher.submit(rows(1, i))
+        answered.append(time.perf_counter())
+        return out
+
+    async def main() -> list[np.ndarray]:
+        return await asyncio.gather(*(one(i) for i in range(6)))
+
+    results = run(main())
+    assert model.sizes == [2, 2, 2]
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out, rows(1, i) * 2)
+    assert answered[-1] - answered[0] > 0.15  # the first batch did not wait for the third
+
+
+def test_batches_waiting_in_the_job_still_count_against_the_queue() -> None:
+    batcher = Batcher(SlowDouble(delay=0.2), BatchConfig(max_batch_size=1, max_queue_size=3))
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(3)]
+        await asyncio.sleep(0.05)  # one call running, two waiting in the same job
+        assert batcher.queued_rows == 2
+        tasks.append(asyncio.create_task(batcher.submit(rows(1))))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull), batcher.arriving():
+            pass
+        await asyncio.gather(*tasks)
+        assert batcher.queued_rows == 0
+
+    run(main())
