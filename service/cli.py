@@ -40,6 +40,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if not settings.models_dir.is_dir():
         raise ServiceError(f"models directory {settings.models_dir} does not exist: pass --models-dir "
                            "(or CANDOR_MODELS_DIR) pointing at <name>/<version>/ artifacts")
+    check_store_opens(settings)
     repository = load_from_settings(settings)
     if len(repository) == 0:
         print(f"candor: warning: no artifacts under {settings.models_dir}; /v2/health/ready is false")
@@ -71,6 +72,21 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
     except SettingsError as exc:  # a JSON-valued variable that is not JSON
         field = str(exc).partition('field "')[2].partition('"')[0]
         raise ServiceError(f"invalid settings: CANDOR_{field.upper()}: not valid JSON {fix}") from None
+
+
+def check_store_opens(settings: Settings) -> None:
+    """Open and close the SQLite prediction store before serving (replaying a log left by a crash),
+    so that a store in use by another candor process is a one-line error, not a failed start-up."""
+    from service.errors import ServiceError
+    from service.monitor import MonitorError
+    from service.monitoring import open_store
+
+    if settings.store_url is not None and not settings.store_url.startswith("sqlite://"):
+        return  # Redis: reached in the lifespan (replicas may start before it answers)
+    try:
+        open_store(settings).close()
+    except MonitorError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def setting_name(loc: tuple[int | str, ...]) -> str:

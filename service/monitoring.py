@@ -30,6 +30,7 @@ from service.monitor import (
     StoreError,
     StoreLimits,
 )
+from service.monitor.pending_log import PendingLogStore
 from service.predictions import PredictionRecorder
 from service.repository import Repository
 from service.settings import Settings
@@ -46,7 +47,8 @@ def sqlite_path(settings: Settings) -> Path:
 
 
 def open_store(settings: Settings) -> PredictionStore:
-    """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created)."""
+    """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created),
+    behind its pending log unless ``store_log`` is off (service.monitor.pending_log)."""
     limits = StoreLimits(retention_seconds=settings.retention_seconds,
                          capacity=settings.store_capacity)
     url = settings.store_url
@@ -56,7 +58,14 @@ def open_store(settings: Settings) -> PredictionStore:
         return RedisStore(url, limits)
     path = sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(path, limits, sync=settings.store_sync)
+    store = SQLiteStore(path, limits, sync=settings.store_sync)
+    if not settings.store_log:
+        return store
+    try:
+        return PendingLogStore(store, sync=settings.store_sync)
+    except StoreError:
+        store.close()
+        raise
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:

@@ -2,9 +2,10 @@
 
 The app gives every engine a ``PredictionRecorder`` (service.monitoring.Monitoring.register). The
 engine calls ``record`` in its batcher's worker thread right after the model call
-(service.engine.Engine.serve_rows), so one batched call is one store transaction, never on the
-event loop, and a request is answered only once its rows are stored: a kill -9 after the response
-loses nothing. A store failure fails the requests of that call (503 with Retry-After).
+(service.engine.Engine.serve_rows), so one batched call is one store write (an append to the
+pending log, service.monitor.pending_log, or one SQLite transaction), never on the event loop, and
+a request is answered only once its rows are stored: a kill -9 after the response loses nothing. A
+store failure fails the requests of that call (503 with Retry-After).
 """
 
 from __future__ import annotations

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         default="normal", description="SQLite durability: normal (WAL, no fsync per commit) keeps "
                                       "every answered prediction across kill -9 and restarts; full also "
                                       "fsyncs each commit, surviving power loss, at ~4 ms per commit")
+    store_log: bool = Field(
+        default=True, description="SQLite store: a served prediction is appended to a log beside the "
+                                  "file (one write) and moved into it in bulk, instead of one SQLite "
+                                  "transaction per model call; one process per store file. false: "
+                                  "several processes may share the file")
     retention_seconds: float = Field(
         default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired")
     store_capacity: int = Field(

@@ -27,8 +27,18 @@ class DigitsArtifact:
 @pytest.fixture(scope="session", autouse=True)
 def isolated_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """CANDOR_STATE_DIR in a temp dir for the session (apps and `candor serve` children), so no
-    test writes the default prediction store under the working directory."""
+    test writes the default prediction store under the working directory. Module-scoped apps
+    name a state_dir of their own: one app or process per store file (service.monitor.pending_log)."""
     state_dir = tmp_path_factory.mktemp("candor-state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CANDOR_STATE_DIR", str(state_dir))
+        yield state_dir
+
+
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path_factory: pytest.TempPathFactory, isolated_state_dir: Path) -> Iterator[Path]:
+    """Each test's apps and children get a CANDOR_STATE_DIR of the test's own."""
+    state_dir = tmp_path_factory.mktemp("test-state")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CANDOR_STATE_DIR", str(state_dir))
         yield state_dir

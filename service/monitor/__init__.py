@@ -4,6 +4,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
 
     store = SQLiteStore(path, StoreLimits(retention_seconds=7 * 86400, capacity=10_000_000))
     # or RedisStore("redis://host:6379/0", limits, prefix="candor:") when replicas share labels
+    store = PendingLogStore(store)  # SQLite only: puts appended to a log, moved in bulk
     monitor = Monitor(store, {(name, version): manifest.reference, ...},
                       MonitorConfig(window_seconds=3600, n_buckets=60,
                                     drift=DriftConfig(min_labels=200)), clock=time.time)

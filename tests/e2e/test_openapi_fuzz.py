@@ -30,7 +30,8 @@ CASES = itertools.count()
 def fuzzed_server(digits_artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     models: Path = tmp_path_factory.mktemp("fuzz") / "models"
     copy_version(digits_artifact.models_dir, models, "digits-cnn", "1", "1")
-    with serve_process(models, {"CANDOR_AUTH_TOKEN": TOKEN, "CANDOR_MAX_BODY_BYTES": "65536"}) as url:
+    with serve_process(models, {"CANDOR_AUTH_TOKEN": TOKEN, "CANDOR_MAX_BODY_BYTES": "65536",
+                                "CANDOR_STATE_DIR": str(tmp_path_factory.mktemp("fuzz-state"))}) as url:
         yield url
 
 

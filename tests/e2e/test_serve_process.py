@@ -16,6 +16,8 @@ import torch
 from e2e_processes import REPO_ROOT, serve_process
 
 from calibration.manifest import load_manifest
+from service.monitor.pending_log import PendingLogStore
+from service.monitor.sqlite_store import SQLiteStore
 from training.data import load_digits, load_fashion_mnist
 from training.networks import SmallCNN
 
@@ -96,3 +98,18 @@ def test_invalid_settings_are_a_cli_error_naming_the_setting(tmp_path: Path, env
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("candor: error: invalid settings") and all(p in result.stderr for p in phrases)
+
+
+def test_a_store_in_use_by_another_process_is_a_cli_error(digits_artifact, tmp_path: Path) -> None:
+    """A second `candor serve` on the same state_dir stops before serving, naming the file and the fix."""
+    held = PendingLogStore(SQLiteStore(tmp_path / "predictions.db"))  # as a running candor holds it
+    try:
+        result = subprocess.run([sys.executable, "-m", "candor.cli", "serve", "--models-dir",
+                                 str(digits_artifact.models_dir), "--port", "0"], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "CANDOR_STATE_DIR": str(tmp_path)})
+    finally:
+        held.close()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("candor: error: prediction log")
+    assert "predictions.db.pending is in use" in result.stderr and "own state_dir" in result.stderr

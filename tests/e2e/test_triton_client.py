@@ -25,7 +25,8 @@ def server(digits_artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     models = tmp_path_factory.mktemp("triton") / "models"
     copy_version(digits_artifact.models_dir, models, MODEL, "1", "1")
     copy_version(digits_artifact.models_dir, models, MODEL, "1", "2")
-    with serve_process(models, {"CANDOR_MAX_INSTANCES": "32"}) as url:
+    with serve_process(models, {"CANDOR_MAX_INSTANCES": "32",
+                                "CANDOR_STATE_DIR": str(tmp_path_factory.mktemp("triton-state"))}) as url:
         yield url
 
 

@@ -4,6 +4,7 @@ as they do through the stack: same answers, same error mapping, metrics, CORS fo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +25,11 @@ def _instances(n: int) -> list[Any]:
 
 
 @pytest.fixture
-def apps(digits_artifact) -> Iterator[tuple[TestClient, TestClient]]:
-    """The same configuration twice: the shipped app, and one with its direct routes switched off."""
+def apps(digits_artifact, tmp_path: Path) -> Iterator[tuple[TestClient, TestClient]]:
+    """The same configuration twice: the shipped app, and one with its direct routes switched off
+    (with a store of its own: one app per store file)."""
     settings = Settings(models_dir=digits_artifact.models_dir, max_body_bytes=64 * 1024, max_instances=50)
-    stacked = create_app(settings)
+    stacked = create_app(settings.model_copy(update={"state_dir": tmp_path}))
     stacked.direct = None  # type: ignore[attr-defined]
     with TestClient(create_app(settings)) as direct, TestClient(stacked) as full:
         yield direct, full

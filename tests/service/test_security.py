@@ -19,9 +19,10 @@ V2_BODY = {"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 8, 8],
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["open-inference", "auth-inference"])
-def secured(request, digits_artifact) -> Iterator[tuple[TestClient, bool]]:
+def secured(request, digits_artifact, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[TestClient, bool]]:
     settings = Settings(models_dir=digits_artifact.models_dir, auth_token=TOKEN,
-                        auth_inference=request.param)
+                        auth_inference=request.param, state_dir=tmp_path_factory.mktemp("secured-state"))
     with TestClient(create_app(settings)) as client:
         yield client, request.param
 

@@ -92,8 +92,8 @@ def test_negative_label_is_rejected(make_store: StoreFactory) -> None:
     store.put([])
 
 
-def test_replicas_racing_on_the_same_labels_accept_each_once(make_store: StoreFactory) -> None:
-    replicas = [make_store(StoreLimits()) for _ in range(2)]
+def test_replicas_racing_on_the_same_labels_accept_each_once(make_shared_store: StoreFactory) -> None:
+    replicas = [make_shared_store(StoreLimits()) for _ in range(2)]
     n = 300
     replicas[0].put(records(n))
     labels = [(f"p{i}", 1) for i in range(n)]

@@ -28,9 +28,9 @@ def test_fetch_changes_nothing_and_still_sees_labelled_records(make_store: Store
     assert store.fetch(["a"]) == {"a": STORED[0]}  # labelled: still readable (for duplicates)
 
 
-def test_fetch_sees_what_another_handle_stored(make_store: StoreFactory) -> None:
-    make_store(StoreLimits()).put(STORED)
-    assert set(make_store(StoreLimits()).fetch(["a", "b"])) == {"a", "b"}
+def test_fetch_sees_what_another_handle_stored(make_shared_store: StoreFactory) -> None:
+    make_shared_store(StoreLimits()).put(STORED)
+    assert set(make_shared_store(StoreLimits()).fetch(["a", "b"])) == {"a", "b"}
 
 
 def test_monitor_lookup_reads_the_store(make_store: StoreFactory) -> None:

@@ -1,0 +1,166 @@
+"""PendingLogStore: an append-only log in front of a SQLite store, so that a served prediction costs
+one ``write()`` instead of one SQLite transaction.
+
+``put`` appends the records to ``<db>.pending`` (one JSON line each, one ``os.write`` per call;
+``sync="full"`` adds an ``fdatasync``) and returns: from then on they survive ``kill -9`` exactly as
+a SQLite commit in WAL mode with ``synchronous=NORMAL`` does (the bytes are in the kernel's page
+cache). The records move into the store in one transaction ("flush") once ``flush_rows`` are
+pending and before every read (``fetch``, ``resolve``, ``len``, ``evicted``), so reads see every
+``put`` that returned before them. After a flush the log is truncated. On open, a log left by a
+process that died is replayed into the store; the store ignores ids it has already (a crash between
+a flush's commit and the truncation replays records already stored: harmless).
+
+One handle owns the log and its store file (``flock``): a second handle, in this process or another,
+is refused with StoreError. Replicas that share predictions use a Redis store instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from service.monitor.errors import StoreError
+from service.monitor.sqlite_store import SQLiteStore
+from service.monitor.store import PredictionRecord, Resolution
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FLUSH_ROWS = 1024
+
+
+def pending_log_path(db: Path) -> Path:
+    """The log of the SQLite file ``db``: ``<db>.pending`` beside it."""
+    return db.with_name(db.name + ".pending")
+
+
+class PendingLogStore:
+    """PredictionStore: SQLiteStore with puts logged first, moved in bulk (module docstring)."""
+
+    def __init__(self, store: SQLiteStore, sync: str = "normal",
+                 flush_rows: int = DEFAULT_FLUSH_ROWS) -> None:
+        if flush_rows < 1:
+            raise StoreError(f"flush_rows must be >= 1, got {flush_rows}")
+        self.store = store
+        self.limits = store.limits
+        self.path = pending_log_path(store.path)
+        self.flush_rows = flush_rows
+        self._sync = sync == "full"
+        self._lock = threading.Lock()
+        self._pending: list[PredictionRecord] = []
+        self._fd = open_owned_log(self.path)
+        try:
+            self._replay()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def put(self, records: Sequence[PredictionRecord]) -> None:
+        """Append the records to the log (durable against kill -9 when this returns)."""
+        if not records:
+            return
+        data = b"".join([orjson.dumps([r.prediction_id, r.model, r.version, float(r.confidence),
+                                       int(r.predicted), float(r.created_at)]) + b"\n"
+                         for r in records])
+        with self._lock:
+            self._append(data)
+            self._pending.extend(records)
+            if len(self._pending) >= self.flush_rows:
+                self._flush()
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        self.flush()
+        return self.store.fetch(ids)
+
+    def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
+        self.flush()
+        return self.store.resolve(labels, now)
+
+    def evicted(self) -> int:
+        self.flush()
+        return self.store.evicted()
+
+    def __len__(self) -> int:
+        self.flush()
+        return len(self.store)
+
+    def flush(self) -> None:
+        """Move every pending record into the store (one transaction), then empty the log."""
+        with self._lock:
+            self._flush()
+
+    def close(self) -> None:
+        """Flush (a failure leaves the records in the log for the next open), release the log."""
+        with self._lock:
+            try:
+                self._flush()
+            except StoreError as exc:
+                log.error("prediction log %s kept for the next start: %s", self.path, exc)
+            finally:
+                os.close(self._fd)  # releases the flock
+                self.store.close()
+
+    def _append(self, data: bytes) -> None:
+        """Write all of ``data`` at the log's end (fdatasync with sync=full)."""
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            if self._sync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            raise StoreError(f"cannot append to prediction log {self.path}: {exc}") from exc
+
+    def _flush(self) -> None:
+        """(lock held) Pending records into the store; the log is truncated once they are in."""
+        if not self._pending:
+            return
+        self.store.put(self._pending)  # StoreError: records stay pending and in the log
+        self._pending = []
+        try:
+            os.ftruncate(self._fd, 0)
+        except OSError as exc:  # the records are stored; a replay would only find them again
+            log.warning("cannot truncate prediction log %s: %s", self.path, exc)
+
+    def _replay(self) -> None:
+        """Records in a log left by a process that died go into the store."""
+        with self._lock:
+            self._pending = read_log(self.path)
+            if self._pending:
+                log.info("replaying %d predictions from %s", len(self._pending), self.path)
+            self._flush()
+
+
+def open_owned_log(path: Path) -> int:
+    """Open (create) the log for appending and take its exclusive flock; StoreError if held."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open prediction log {path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreError(f"prediction log {path} is in use by another store handle or process; give "
+                         "each candor process its own state_dir, or share predictions between "
+                         "replicas with a redis:// store_url") from exc
+    return fd
+
+
+def read_log(path: Path) -> list[PredictionRecord]:
+    """The records of a log; a line that does not parse (a write cut short by kill -9, never
+    answered) is skipped with a warning."""
+    records: list[PredictionRecord] = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            pid, model, version, confidence, predicted, created = orjson.loads(line)
+            records.append(PredictionRecord(str(pid), str(model), str(version), float(confidence),
+                                            int(predicted), float(created)))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            log.warning("prediction log %s: line %d is not a record, skipped", path, number)
+    return records
