@@ -2,7 +2,7 @@
 
 Requests queue their preprocessed rows; a worker task takes everything queued, in arrival order,
 as batches of whole requests of up to ``max_batch_size`` rows, and runs them one call after the
-other in one worker-thread job (never on the event loop); each request gets its slice as soon as
+other in one job on the batcher's own thread (never on the event loop); each request gets its slice as soon as
 its batch's call returns, so the loop answers one batch while the next one runs. While a job runs,
 new requests queue up, so the batch size follows the load: 1 at concurrency 1 (no added latency),
 up to max_batch_size under load. Before a job the worker
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -93,6 +94,8 @@ class Batcher(Generic[Out]):
         self._worker: asyncio.Task[None] | None = None
         self._last_rows = 0  # rows in the previous call: its requests are likely to come back
         self.calls = 0  # ONNX Runtime calls made (for tests and benchmarks)
+        # One thread per batcher (its calls never overlap); it exits when the batcher is collected.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"candor-batch-{name}")
 
     @property
     def queued_rows(self) -> int:
@@ -210,37 +213,57 @@ class Batcher(Generic[Out]):
         return pending
 
     async def _run_chunks(self, chunks: list[list[_Pending[Out]]]) -> None:
-        """One model call per chunk, one after the other in one worker-thread job; each chunk's
-        requests are answered as soon as its call returns, while the next one runs. A backlog is
-        thus worked off without a trip through a busy event loop between calls."""
+        """One model call per chunk, one after the other in one job on this batcher's thread;
+        each chunk's requests are answered as soon as its call returns, while the next one runs. A
+        backlog is thus worked off without a trip through a busy event loop between calls. The
+        last chunk's delivery also ends the job: one wake-up of the loop per call, no more."""
         loop = asyncio.get_running_loop()
         sizes = [sum(len(p.rows) for p in chunk) for chunk in chunks]
         self._last_rows = max(sizes)
         self._waiting_in_job = sum(sizes[1:])
+        done: asyncio.Future[None] = loop.create_future()
         try:
-            await loop.run_in_executor(None, self._call_each, loop, chunks)
+            try:
+                self._thread.submit(self._call_each, loop, chunks, done)
+            except RuntimeError as exc:  # the interpreter is shutting down: fail, never hang
+                for index in range(len(chunks)):
+                    self._deliver(chunks, index, None, exc, done)
+            await done
         finally:
             self._waiting_in_job = 0
 
-    def _call_each(self, loop: asyncio.AbstractEventLoop, chunks: list[list[_Pending[Out]]]) -> None:
+    def _call_each(self, loop: asyncio.AbstractEventLoop, chunks: list[list[_Pending[Out]]],
+                   done: asyncio.Future[None]) -> None:
         """(worker thread) Run each chunk whose requests are not all answered yet (past their
-        deadline); hand its output or exception to the loop."""
-        for index, chunk in enumerate(chunks):
-            out: Out | None = None
-            error: Exception | None = None
-            if not all(p.future.done() for p in chunk):  # a plain read; _settle checks again
-                rows = chunk[0].rows if len(chunk) == 1 else np.concatenate([p.rows for p in chunk])
-                self.calls += 1
+        deadline); hand its output or exception to the loop, the last one with ``done``."""
+        index = 0
+        try:
+            for index, chunk in enumerate(chunks):
+                out: Out | None = None
+                error: Exception | None = None
                 try:
-                    out = self._run(rows)
+                    if not all(p.future.done() for p in chunk):  # a plain read; _settle checks again
+                        rows = chunk[0].rows if len(chunk) == 1 else np.concatenate([p.rows for p in chunk])
+                        self.calls += 1
+                        out = self._run(rows)
                 except Exception as exc:  # a failed call fails exactly the requests in it
                     error = exc
-            loop.call_soon_threadsafe(self._deliver, chunks, index, out, error)
+                last = index + 1 == len(chunks)
+                loop.call_soon_threadsafe(self._deliver, chunks, index, out, error, done if last else None)
+        except BaseException as exc:  # not an Exception: fail what is left, never leave it hanging
+            failure = RuntimeError(f"model call interrupted: {exc!r}")
+            for rest in range(index, len(chunks)):
+                loop.call_soon_threadsafe(self._deliver, chunks, rest, None, failure,
+                                          done if rest + 1 == len(chunks) else None)
+            raise
 
     def _deliver(self, chunks: list[list[_Pending[Out]]], index: int, out: Out | None,
-                 error: Exception | None) -> None:
+                 error: Exception | None, done: asyncio.Future[None] | None = None) -> None:
         """(event loop) Chunk ``index`` is done: its requests get their slices of ``out`` (or
-        ``error``; neither when it was skipped), and the next chunk leaves the queue's count."""
+        ``error``; neither when it was skipped), and the next chunk leaves the queue's count;
+        ``done`` (with the last chunk) ends the job."""
+        if done is not None and not done.done():
+            done.set_result(None)
         if index + 1 < len(chunks):
             self._waiting_in_job -= sum(len(p.rows) for p in chunks[index + 1])
         start = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import threading
 import time
@@ -258,3 +259,43 @@ def test_batches_waiting_in_the_job_still_count_against_the_queue() -> None:
         assert batcher.queued_rows == 0
 
     run(main())
+
+
+def test_calls_run_on_the_batcher_s_own_thread_which_exits_with_the_batcher() -> None:
+    model = SlowDouble()
+    batcher = Batcher(model, BatchConfig(), "m/1")
+
+    async def main(b: Batcher[np.ndarray]) -> None:
+        await asyncio.gather(*(b.submit(rows(1, k)) for k in range(5)))
+        await b.submit(rows(2))
+
+    run(main(batcher))
+    (worker,) = [t for t in threading.enumerate() if t.ident in model.threads]
+    assert worker.name.startswith("candor-batch-m/1") and worker is not threading.main_thread()
+    del batcher
+    gc.collect()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+
+
+class Interrupted(BaseException):
+    """Not an Exception (as KeyboardInterrupt or SystemExit are not)."""
+
+
+class Interrupting(SlowDouble):
+    """A model whose call raises a BaseException that is not an Exception."""
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        raise Interrupted
+
+
+def test_a_call_raising_a_base_exception_fails_its_requests_instead_of_hanging() -> None:
+    batcher = Batcher(Interrupting(), BatchConfig(timeout_s=30.0))
+
+    async def main() -> list[object]:
+        return await asyncio.wait_for(asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)),
+                                                     return_exceptions=True), 5)
+
+    results = run(main())
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+    assert "model call interrupted: Interrupted()" in str(results[0])
