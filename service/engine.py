@@ -130,10 +130,12 @@ class Engine:
 
     @cached_property
     def _normalisation(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """mean_c and std_c shaped (1, C, 1, ...) to broadcast over a batch."""
+        """gain_c = scale / std_c and offset_c = mean_c / std_c, shaped (1, C, 1, ...) to broadcast
+        over a batch: (x * scale - mean_c) / std_c = x * gain_c - offset_c in two passes, not three."""
         pre, ndim = self.manifest.preprocessing, len(self.instance_shape)
         mean = np.asarray(pre.mean, dtype=np.float64).reshape(1, -1, *([1] * (ndim - 1)))
-        return mean, np.asarray(pre.std, dtype=np.float64).reshape(mean.shape)
+        std = np.asarray(pre.std, dtype=np.float64).reshape(mean.shape)
+        return pre.scale / std, mean / std
 
     def preprocess(self, raw: NDArray[np.float64], field: str) -> NDArray[np.float32]:
         """Check shape and range of raw instances, then (x * scale - mean_c) / std_c as float32."""
@@ -146,8 +148,8 @@ class Engine:
                              + f", got {list(raw.shape[1:])}", field=field)
         pre = self.manifest.preprocessing
         check_finite_and_range(raw, pre.input_range, field)
-        mean, std = self._normalisation
-        return ((raw * pre.scale - mean) / std).astype(np.float32)
+        gain, offset = self._normalisation
+        return (raw * gain - offset).astype(np.float32)
 
     def predict(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Calibrated probabilities (N, K) from the fused graph (blocking; call off the event loop)."""

@@ -85,7 +85,7 @@ class Monitor:
                         for pid, c, k in zip(ids, conf.tolist(), pred.tolist(), strict=True)])
         with self._lock:
             state = self._state(model, version)
-            state.predicted.update(conf, now=t)
+            state.predicted.add_checked(conf, t)  # checked above
             state.predictions_total += conf.size
 
     def lookup(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:

@@ -145,8 +145,10 @@ class PredictionWindow:
 
     def update(self, confidences: ArrayLike, now: float | None = None) -> None:
         """Count predictions' top-label confidences into the histogram (checked now, queued)."""
-        conf = _checked_confidences(confidences)
-        t = self._clock() if now is None else now
+        self.add_checked(_checked_confidences(confidences), self._clock() if now is None else now)
+
+    def add_checked(self, conf: NDArray[np.float64], t: float) -> None:
+        """``update`` for confidences already checked: flat float64, finite, in [0, 1]."""
         bucket = self._ring.bucket_of(t)
         if self._queue and self._queue[-1][0] == bucket:
             self._queue[-1][2].append(conf)
