@@ -8,6 +8,7 @@ all measured in this one invocation on loopback, each figure printed with its ra
     Starlette endpoint parsing the same payload and returning a same-sized response (goal >= 0.70).
 (c) default small model at concurrency 1: served median latency minus raw ONNX Runtime batch-1
     median latency (goal <= 1 ms).
+(b) and (c) alternate over --rounds rounds (both servers up at once) and report medians over rounds.
 
 The load generator is wrk when installed (`apt-get install wrk`), else the asyncio client of
 bench/loadgen.py (``--loadgen``); either runs on the same machine as the servers. Each served figure
@@ -176,42 +177,55 @@ def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str
 
 
 def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
-                  loadgen: str) -> dict[str, float]:
-    """(b) requests/s at c=32 vs bare Starlette; (c) c=1 median latency minus raw ORT batch-1."""
+                  loadgen: str, rounds: int) -> dict[str, float | list[float]]:
+    """(b) requests/s at c=32 vs bare Starlette; (c) c=1 median latency minus raw ORT batch-1.
+    Both servers run at once (the idle one costs nothing) and the measurements alternate over
+    ``rounds`` rounds of ``seconds / rounds``: each round's ratio and overhead compare neighbours in
+    time, and the figure is the median over rounds (this host's speed drifts by tens of percent
+    within minutes)."""
     shape = tuple(d for d in load_manifest(models / SMALL / "1").input.shape[1:] if d)
     sess = session(models / SMALL / "1", threads)
-    raw_ms = raw_latency_ms(sess, shape)
     raw_idle_ms = raw_latency_ms(sess, shape, 1000, idle_s=0.001)
     raw_row_us = 1e6 / raw_throughput(sess, shape, 1.0)[32]
     path, body = predict_path(SMALL), predict_body(shape)
-    port = free_port()
+    port, bare_port, part = free_port(), free_port(), seconds / rounds
+    b_rounds: list[tuple[Measured, Measured]] = []
+    c_rounds: list[tuple[float, Measured]] = []
     with candor_serve(models, port, {**env, "CANDOR_INTRA_OP_THREADS": str(threads)}) as proc:
-        single = measure(port, proc.pid, path, body, 1, seconds, loadgen)
-        served = measure(port, proc.pid, path, body, 32, seconds, loadgen)
         _, response = asyncio.run(exchange(port, build_request(path, body)))
-    bare_port = free_port()
-    with bare_starlette(bare_port, response, env["CANDOR_EVENT_LOOP"]) as proc:
-        bare = measure(bare_port, proc.pid, path, body, 32, seconds, loadgen)
-    s, b, c = served.load, bare.load, single.load
-    ratio, overhead = s.rate / b.rate, c.median_ms() - raw_ms
-    print(report(f"(b) {SMALL} served requests/s, c=32", s.rate, "req/s", b.rate, ratio,
+        with bare_starlette(bare_port, response, env["CANDOR_EVENT_LOOP"]) as bare_proc:
+            for _ in range(rounds):
+                c_rounds.append((raw_latency_ms(sess, shape),
+                                 measure(port, proc.pid, path, body, 1, part, loadgen)))
+                b_rounds.append((measure(port, proc.pid, path, body, 32, part, loadgen),
+                                 measure(bare_port, bare_proc.pid, path, body, 32, part, loadgen)))
+    ratios = [s.load.rate / b.load.rate for s, b in b_rounds]
+    overheads = [c.load.median_ms() - raw for raw, c in c_rounds]
+    ratio, overhead = statistics.median(ratios), statistics.median(overheads)
+    served, bare = statistics.median(s.load.rate for s, _ in b_rounds), statistics.median(
+        b.load.rate for _, b in b_rounds)
+    single_ms = statistics.median(c.load.median_ms() for _, c in c_rounds)
+    raw_ms = statistics.median(raw for raw, _ in c_rounds)
+    print(f"{rounds} rounds of {part:g} s each, alternating; figures are medians over rounds")
+    for k, ((s, b), (raw, c)) in enumerate(zip(b_rounds, c_rounds, strict=True), start=1):
+        print(f"    round {k}: (b) {s.load.rate:7.1f} / {b.load.rate:7.1f} req/s = {ratios[k - 1]:.3f} "
+              f"(CPU per answer {s.cpu_us_per_answer:.0f} / {b.cpu_us_per_answer:.0f} us); "
+              f"(c) {c.load.median_ms():.3f} - {raw:.3f} ms = {overheads[k - 1]:.3f} ms")
+    print(report(f"(b) {SMALL} served requests/s, c=32", served, "req/s", bare, ratio,
                  ">= 0.70 (bare Starlette, same payload)"))
-    print(f"    p50 {s.median_ms():.2f} ms, p99 {s.percentile_ms(0.99):.2f} ms, answers {dict(s.statuses)}; "
-          f"bare answers {dict(b.statuses)}")
-    print(f"    server CPU per answer: candor {served.cpu_us_per_answer:.0f} us, bare {bare.cpu_us_per_answer:.0f} us; "
-          f"the model alone at batch 32 (raw ORT) {raw_row_us:.0f} us per row")
-    print(f"{'(c) ' + SMALL + ' c=1 median latency':<58} {c.median_ms():>10.3f} ms         "
+    last = b_rounds[-1][0].load
+    print(f"    last round: p50 {last.median_ms():.2f} ms, p99 {last.percentile_ms(0.99):.2f} ms, "
+          f"answers {dict(last.statuses)}; the model alone at batch 32 (raw ORT) {raw_row_us:.0f} us per row")
+    print(f"{'(c) ' + SMALL + ' c=1 median latency':<58} {single_ms:>10.3f} ms         "
           f"raw ORT batch-1 {raw_ms:.3f} ms  overhead {overhead:.3f} ms  goal <= 1 ms")
-    print(f"    p90 {c.percentile_ms(0.9):.3f} ms, answers {dict(c.statuses)}, "
-          f"server CPU per answer {single.cpu_us_per_answer:.0f} us; raw ORT batch-1 after 1 ms "
-          f"idle (as between c=1 requests) {raw_idle_ms:.3f} ms")
-    return {"threads_bc": threads, "bare_starlette_requests_per_s_c32": b.rate,
-            "served_small_requests_per_s_c32": s.rate, "ratio_b": ratio,
+    print(f"    raw ORT batch-1 after 1 ms idle (as between c=1 requests) {raw_idle_ms:.3f} ms")
+    return {"threads_bc": threads, "rounds_bc": rounds, "bare_starlette_requests_per_s_c32": bare,
+            "served_small_requests_per_s_c32": served, "ratio_b": ratio, "ratio_b_rounds": ratios,
             "raw_ort_small_batch1_median_ms": raw_ms, "raw_ort_small_batch1_after_1ms_idle_ms": raw_idle_ms,
-            "served_small_c1_median_ms": c.median_ms(),
-            "overhead_c_ms": overhead, "served_small_c32_p99_ms": s.percentile_ms(0.99),
-            "cpu_us_per_answer_served_c32": served.cpu_us_per_answer,
-            "cpu_us_per_answer_bare_c32": bare.cpu_us_per_answer, "raw_ort_small_us_per_row_b32": raw_row_us}
+            "served_small_c1_median_ms": single_ms, "overhead_c_ms": overhead, "overhead_c_rounds_ms": overheads,
+            "cpu_us_per_answer_served_c32": statistics.median(s.cpu_us_per_answer for s, _ in b_rounds),
+            "cpu_us_per_answer_bare_c32": statistics.median(b.cpu_us_per_answer for _, b in b_rounds),
+            "raw_ort_small_us_per_row_b32": raw_row_us}
 
 
 def main() -> None:
@@ -228,6 +242,8 @@ def main() -> None:
                              "batch's clients come back while the other batch runs")
     parser.add_argument("--small-threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads for (b) and (c), raw and served")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="(b) and (c): alternating rounds of --seconds / rounds each; medians reported")
     parser.add_argument("--state-dir", type=Path,
                         help="where candor's prediction store lives (default: a fresh temp dir)")
     parser.add_argument("--only", choices=["heavy", "small"], help="run one part")
@@ -238,7 +254,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     uvloop.install()
-    results: dict[str, float] = {}
+    results: dict[str, float | list[float]] = {}
     print(f"load generator: {args.loadgen}; event loop of both servers: {args.event_loop}")
     env = {"CANDOR_EVENT_LOOP": args.event_loop}
     if args.state_dir:
@@ -249,7 +265,7 @@ def main() -> None:
             results |= heavy_figures(models, args.seconds, args.heavy_threads, env, args.heavy_delay_ms,
                                      args.loadgen, args.heavy_batch)
         if args.only != "heavy":
-            results |= small_figures(models, args.seconds, args.small_threads, env, args.loadgen)
+            results |= small_figures(models, args.seconds, args.small_threads, env, args.loadgen, args.rounds)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
