@@ -262,8 +262,6 @@ class Batcher(Generic[Out]):
         """(event loop) Chunk ``index`` is done: its requests get their slices of ``out`` (or
         ``error``; neither when it was skipped), and the next chunk leaves the queue's count;
         ``done`` (with the last chunk) ends the job."""
-        if done is not None and not done.done():
-            done.set_result(None)
         if index + 1 < len(chunks):
             self._waiting_in_job -= sum(len(p.rows) for p in chunks[index + 1])
         start = 0
@@ -273,6 +271,8 @@ class Batcher(Generic[Out]):
             elif out is not None:
                 _settle(p.future, result=out[start:start + len(p.rows)])
             start += len(p.rows)
+        if done is not None and not done.done():  # after the requests: their handlers run first
+            done.set_result(None)
 
     async def drain(self) -> None:
         """Return once every queued request has been run (used at shutdown and on unload)."""
