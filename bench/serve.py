@@ -8,14 +8,15 @@ all measured in this one invocation on loopback, each figure printed with its ra
     Starlette endpoint parsing the same payload and returning a same-sized response (goal >= 0.70).
 (c) default small model at concurrency 1: served median latency minus raw ONNX Runtime batch-1
     median latency (goal <= 1 ms).
-(b) and (c) alternate over --rounds rounds (both servers up at once) and report medians over rounds.
+Each served figure alternates with its baseline over --rounds rounds; the figures are medians over
+rounds (this host's speed drifts by tens of percent within minutes).
 
 The load generator is wrk when installed (`apt-get install wrk`), else the asyncio client of
 bench/loadgen.py (``--loadgen``); either runs on the same machine as the servers. Each served figure
 also prints the server's CPU time per answer (user + system, from psutil), the cost that decides
 the ratios when the load generator and the server share the cores.
 
-    .venv/bin/python -m bench.serve --seconds 15
+    .venv/bin/python -m bench.serve --seconds 30
 """
 
 from __future__ import annotations
@@ -146,34 +147,39 @@ def report(label: str, value: float, unit: str, baseline: float, ratio: float, g
 
 
 def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
-                  delay_ms: float, loadgen: str, batch: int) -> dict[str, float]:
+                  delay_ms: float, loadgen: str, batch: int, rounds: int) -> dict[str, float | list[float]]:
     """(a): served samples/s at c=32 vs raw ORT at its best batch size, same thread setting; the
-    served model's own max_batch_size is ``batch`` (CANDOR_MODEL_BATCHING)."""
+    served model's own max_batch_size is ``batch`` (CANDOR_MODEL_BATCHING). After the sweep that
+    picks the best batch size, served and raw alternate over ``rounds`` rounds of ``seconds /
+    rounds``; the ratio is the median of the rounds' ratios."""
     shape = tuple(d for d in load_manifest(models / HEAVY / "1").input.shape[1:] if d)
     sess = session(models / HEAVY / "1", threads)
     raw = raw_throughput(sess, shape, seconds / 5)
     best = max(raw, key=raw.__getitem__)
-    port = free_port()
+    port, part = free_port(), seconds / rounds
     batching = {HEAVY: {"max_batch_size": batch, "max_queue_delay_ms": delay_ms}}
     settings = {**env, "CANDOR_INTRA_OP_THREADS": str(threads), "CANDOR_MODEL_BATCHING": json.dumps(batching)}
+    pairs: list[tuple[LoadResult, float]] = []
     with candor_serve(models, port, settings) as proc:
-        served = measure(port, proc.pid, predict_path(HEAVY), predict_body(shape), 32, seconds, loadgen).load
-    # The sweep's maximum is the luckiest of seven short runs; the baseline is the best batch size
-    # measured again, as long as the served run and right after it.
-    baseline = raw_samples_per_s(sess, shape, best, seconds)
+        for _ in range(rounds):
+            served = measure(port, proc.pid, predict_path(HEAVY), predict_body(shape), 32, part, loadgen).load
+            pairs.append((served, raw_samples_per_s(sess, shape, best, part)))
+    ratios = [s.rate / b for s, b in pairs]
+    ratio = statistics.median(ratios)
+    served_rate, baseline = statistics.median(s.rate for s, _ in pairs), statistics.median(b for _, b in pairs)
     print(f"raw ORT {HEAVY} samples/s by batch ({threads} threads, {seconds / 5:g} s each): "
-          + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items())
-          + f"; batch {best} again for {seconds:g} s: {baseline:.1f}")
-    ratio = served.rate / baseline
-    print(report(f"(a) {HEAVY} served samples/s, c=32", served.rate, "samples/s", baseline, ratio,
+          + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items()))
+    print(f"{rounds} rounds of {part:g} s each, served then raw ORT at batch {best}; figures are medians over rounds")
+    for k, ((s, b), r) in enumerate(zip(pairs, ratios, strict=True), start=1):
+        print(f"    round {k}: {s.rate:.1f} / {b:.1f} samples/s = {r:.3f}; p50 {s.median_ms():.1f} ms, "
+              f"p99 {s.percentile_ms(0.99):.1f} ms, answers {dict(s.statuses)}")
+    print(report(f"(a) {HEAVY} served samples/s, c=32", served_rate, "samples/s", baseline, ratio,
                  f">= 0.90 (raw ORT, best batch {best}; served with max_batch_size {batch})"))
-    print(f"    p50 {served.median_ms():.1f} ms, p99 {served.percentile_ms(0.99):.1f} ms, "
-          f"answers {dict(served.statuses)}")
-    return {"threads_a": threads, "max_queue_delay_ms_a": delay_ms,
+    return {"threads_a": threads, "max_queue_delay_ms_a": delay_ms, "rounds_a": rounds,
             "raw_ort_heavy_sweep_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
-            "raw_ort_heavy_best_batch_remeasured_samples_per_s": baseline,
-            "served_heavy_samples_per_s_c32": served.rate, "ratio_a": ratio,
-            "served_heavy_c32_p99_ms": served.percentile_ms(0.99)}
+            "raw_ort_heavy_best_batch_samples_per_s": baseline,
+            "served_heavy_samples_per_s_c32": served_rate, "ratio_a": ratio, "ratio_a_rounds": ratios,
+            "served_heavy_c32_p99_ms": pairs[-1][0].percentile_ms(0.99)}
 
 
 def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
@@ -243,7 +249,7 @@ def main() -> None:
     parser.add_argument("--small-threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads for (b) and (c), raw and served")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="(b) and (c): alternating rounds of --seconds / rounds each; medians reported")
+                        help="rounds of --seconds / rounds each, served and baseline alternating; medians reported")
     parser.add_argument("--state-dir", type=Path,
                         help="where candor's prediction store lives (default: a fresh temp dir)")
     parser.add_argument("--only", choices=["heavy", "small"], help="run one part")
@@ -263,7 +269,7 @@ def main() -> None:
         models = build_models(Path(tmp), heavy=args.only != "small")
         if args.only != "small":
             results |= heavy_figures(models, args.seconds, args.heavy_threads, env, args.heavy_delay_ms,
-                                     args.loadgen, args.heavy_batch)
+                                     args.loadgen, args.heavy_batch, args.rounds)
         if args.only != "heavy":
             results |= small_figures(models, args.seconds, args.small_threads, env, args.loadgen, args.rounds)
     if args.json:
