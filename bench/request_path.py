@@ -4,8 +4,9 @@ in this one process.
 1. routing: an in-process ASGI call through a FastAPI route with three dependencies, a FastAPI
    route without any, a plain Starlette route inside the same FastAPI app (what candor's inference
    routes are), and a bare Starlette app (the floor).
-2. store writes: 32-row SQLiteStore.put into a store already holding ``--rows`` predictions, with
-   random 128-bit ids and with candor's time-ordered ids.
+2. store writes: 32-row (a batch under load) and 1-row (concurrency 1) puts into a store already
+   holding ``--rows`` predictions: SQLiteStore with random 128-bit ids, with candor's time-ordered
+   ids, and PendingLogStore in front of it (candor's default; its bulk moves included).
 3. thread hop: one ``run_in_executor`` round trip around 300 us of work, wall time and the event
    loop thread's CPU time.
 
@@ -31,7 +32,8 @@ from starlette.routing import Route
 from service.app import NO_OPENTELEMETRY
 from service.engine import new_prediction_ids
 from service.monitor import SQLiteStore, StoreLimits
-from service.monitor.store import PredictionRecord
+from service.monitor.pending_log import PendingLogStore
+from service.monitor.store import PredictionRecord, PredictionStore
 
 ASGIApp = Callable[..., Any]
 
@@ -103,24 +105,35 @@ def random_ids(n: int) -> list[str]:
     return [digits[32 * i:32 * (i + 1)] for i in range(n)]
 
 
+STORE_VARIANTS: list[tuple[str, Callable[[int], list[str]], bool]] = [
+    ("random ids", random_ids, False), ("time-ordered ids", new_prediction_ids, False),
+    ("time-ordered, pending log", new_prediction_ids, True)]
+
+
 def store_writes(rows: int, calls: int) -> None:
-    for label, make_ids in (("random ids", random_ids), ("time-ordered ids", new_prediction_ids)):
-        with tempfile.TemporaryDirectory() as tmp:
-            store = SQLiteStore(Path(tmp) / "p.db", StoreLimits())
+    """Puts of 32 rows (a batch under load) and of 1 row (concurrency 1) into a store of ``rows``:
+    SQLite transactions with random or time-ordered ids, and through the pending log (its bulk
+    moves into the file, every 1024 rows, included in the average)."""
+    for size in (32, 1):
+        for label, make_ids, logged in STORE_VARIANTS:
+            with tempfile.TemporaryDirectory() as tmp:
+                sqlite = SQLiteStore(Path(tmp) / "p.db", StoreLimits())
+                store: PredictionStore = PendingLogStore(sqlite) if logged else sqlite
 
-            def records(n: int, ids: Callable[[int], list[str]] = make_ids) -> list[PredictionRecord]:
-                now = time.time()
-                return [PredictionRecord(pid, "m", "1", 0.5, 1, now) for pid in ids(n)]
+                def records(n: int, ids: Callable[[int], list[str]] = make_ids) -> list[PredictionRecord]:
+                    now = time.time()
+                    return [PredictionRecord(pid, "m", "1", 0.5, 1, now) for pid in ids(n)]
 
-            for _ in range(rows // 32):
-                store.put(records(32))
-            batches = [records(32) for _ in range(calls)]
-            started = time.perf_counter()
-            for batch in batches:
-                store.put(batch)
-            per_call = (time.perf_counter() - started) / calls
-            print(f"store     32-row put into {len(store) - 32 * calls:>7} rows, {label:<17} {1e6 * per_call:7.0f} us")
-            store.close()
+                for _ in range(rows // 32):
+                    store.put(records(32))
+                n = calls * 32 // size
+                batches = [records(size) for _ in range(n)]
+                started = time.perf_counter()
+                for batch in batches:
+                    store.put(batch)
+                per_call = (time.perf_counter() - started) / n
+                print(f"store     {size:>2}-row put into {rows:>7} rows, {label:<26} {1e6 * per_call:7.0f} us")
+                store.close()
 
 
 async def thread_hop(calls: int) -> None:
