@@ -62,7 +62,7 @@ def open_store(settings: Settings) -> PredictionStore:
     if not settings.store_log:
         return store
     try:
-        return PendingLogStore(store, sync=settings.store_sync)
+        return PendingLogStore(store)
     except StoreError:
         store.close()
         raise

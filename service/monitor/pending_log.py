@@ -2,11 +2,11 @@
 one ``write()`` instead of one SQLite transaction.
 
 ``put`` appends the records to ``<db>.pending`` (one JSON line each, one ``os.write`` per call;
-``sync="full"`` adds an ``fdatasync``) and returns: from then on they survive ``kill -9`` exactly as
-a SQLite commit in WAL mode with ``synchronous=NORMAL`` does (the bytes are in the kernel's page
-cache). The records move into the store in one transaction ("flush") once ``flush_rows`` are
-pending and before every read (``fetch``, ``resolve``, ``len``, ``evicted``), so reads see every
-``put`` that returned before them. After a flush the log is truncated. On open, a log left by a
+with a store opened ``sync="full"``, an ``fdatasync`` too) and returns: from then on they survive
+``kill -9`` exactly as a SQLite commit in WAL mode with ``synchronous=NORMAL`` does (the bytes are
+in the kernel's page cache). The records move into the store in one transaction ("flush") once
+``flush_rows`` are pending and before every read (``fetch``, ``resolve``, ``len``, ``evicted``), so
+reads see every ``put`` that returned before them. After a flush the log is truncated. On open, a log left by a
 process that died is replayed into the store; the store ignores ids it has already (a crash between
 a flush's commit and the truncation replays records already stored: harmless).
 
@@ -42,15 +42,14 @@ def pending_log_path(db: Path) -> Path:
 class PendingLogStore:
     """PredictionStore: SQLiteStore with puts logged first, moved in bulk (module docstring)."""
 
-    def __init__(self, store: SQLiteStore, sync: str = "normal",
-                 flush_rows: int = DEFAULT_FLUSH_ROWS) -> None:
+    def __init__(self, store: SQLiteStore, flush_rows: int = DEFAULT_FLUSH_ROWS) -> None:
         if flush_rows < 1:
             raise StoreError(f"flush_rows must be >= 1, got {flush_rows}")
         self.store = store
         self.limits = store.limits
         self.path = pending_log_path(store.path)
         self.flush_rows = flush_rows
-        self._sync = sync == "full"
+        self._sync = store.sync == "full"  # as durable as the store's own commits
         self._lock = threading.Lock()
         self._pending: list[PredictionRecord] = []
         self._fd = open_owned_log(self.path)
@@ -155,8 +154,12 @@ def open_owned_log(path: Path) -> int:
 def read_log(path: Path) -> list[PredictionRecord]:
     """The records of a log; a line that does not parse (a write cut short by kill -9, never
     answered) is skipped with a warning."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise StoreError(f"cannot read prediction log {path}: {exc}") from exc
     records: list[PredictionRecord] = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         try:
             pid, model, version, confidence, predicted, created = orjson.loads(line)
             records.append(PredictionRecord(str(pid), str(model), str(version), float(confidence),

@@ -60,6 +60,7 @@ class SQLiteStore:
         if sync not in SYNC_MODES:
             raise StoreError(f"sync must be one of {sorted(SYNC_MODES)}, got {sync!r}")
         self.path = Path(path)
+        self.sync = sync
         self.limits = limits or StoreLimits()
         self._lock = threading.Lock()
         try:

@@ -6,9 +6,12 @@ Missing system binaries fail (never skip): `make test` installs them via scripts
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -138,3 +141,18 @@ class PrometheusServer:
             self.process.terminate()
             self.process.wait(timeout=20)
         self.process = None
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run_then_sigkill(code: str, *args: str) -> None:
+    """Run ``python -c code args...`` from the repo root until it prints "stored", then SIGKILL it
+    (no close, no flush, no checkpoint: what its store calls returned must already be durable)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, env=env,
+                          cwd=REPO) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"stored"
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL

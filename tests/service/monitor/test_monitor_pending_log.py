@@ -4,9 +4,6 @@ kill -9 through a replay on the next open."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from monitor_procs import run_then_sigkill
 
 from service.monitor.errors import StoreError
 from service.monitor.pending_log import PendingLogStore, pending_log_path
@@ -76,7 +74,7 @@ CHILD = textwrap.dedent("""
     from service.monitor.pending_log import PendingLogStore
     from service.monitor.sqlite_store import SQLiteStore
     from service.monitor.store import PredictionRecord
-    store = PendingLogStore(SQLiteStore(sys.argv[1], sync=sys.argv[2]), sync=sys.argv[2], flush_rows=40)
+    store = PendingLogStore(SQLiteStore(sys.argv[1], sync=sys.argv[2]), flush_rows=40)
     for i in range(50):  # 40 flushed into the file, 10 only in the log
         store.put([PredictionRecord(f"k{i}", "m", "1", 0.75, 2, 1_700_000_000.0)])
     print("stored", flush=True)
@@ -87,13 +85,7 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("sync", ["normal", "full"])
 def test_what_put_returned_survives_sigkill_and_is_replayed(tmp_path: Path, sync: str) -> None:
     db = tmp_path / "p.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen([sys.executable, "-c", CHILD, str(db), sync], stdout=subprocess.PIPE,
-                          env=env, cwd=REPO) as child:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == b"stored"
-        child.send_signal(signal.SIGKILL)  # no close, no flush
-        assert child.wait(timeout=10) == -signal.SIGKILL
+    run_then_sigkill(CHILD, str(db), sync)
     assert stored_directly(db) == 40
     store = PendingLogStore(SQLiteStore(db))  # replays the 10 left in the log
     assert stored_directly(db) == 50
@@ -192,3 +184,11 @@ def test_same_outcomes_as_the_plain_store(tmp_path_factory: pytest.TempPathFacto
     assert (len(logged), logged.evicted()) == (len(plain), plain.evicted())
     plain.close()
     logged.close()
+
+
+def test_a_log_path_that_cannot_be_opened_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    pending_log_path(tmp_path / "p.db").mkdir()  # a directory where the log belongs
+    sqlite = SQLiteStore(tmp_path / "p.db")
+    with pytest.raises(StoreError, match=r"cannot open prediction log .*p\.db\.pending"):
+        PendingLogStore(sqlite)
+    sqlite.close()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from monitor_procs import RedisServer, free_port
+from monitor_procs import RedisServer, free_port, run_then_sigkill
 
 from service.monitor.redis_store import RedisStore
 from service.monitor.sqlite_store import SQLiteStore
@@ -35,13 +32,7 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("sync", ["normal", "full"])
 def test_sqlite_keeps_what_was_returned_after_sigkill(tmp_path: Path, sync: str) -> None:
     db = tmp_path / "p.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen([sys.executable, "-c", CHILD, str(db), sync], stdout=subprocess.PIPE,
-                          env=env, cwd=REPO) as child:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == b"stored"
-        child.send_signal(signal.SIGKILL)  # right after the calls returned: no close, no checkpoint
-        assert child.wait(timeout=10) == -signal.SIGKILL
+    run_then_sigkill(CHILD, str(db), sync)  # right after the calls returned: no close, no checkpoint
     assert Path(f"{db}-wal").exists()
     store = SQLiteStore(db)
     got = store.resolve([("k0", 2), ("k1", 2), ("k49", 2)], T0 + 200)
