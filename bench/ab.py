@@ -20,16 +20,21 @@ from bench.loadgen import LoadResult, wrk_available, wrk_closed_loop
 from bench.processes import child, free_port
 from bench.serve import SMALL, build_models, predict_body, predict_path
 
-SERVE = ("import sys; from candor.cli import main; "
-         "sys.argv = ['candor', 'serve', '--port', sys.argv[1], '--models-dir', sys.argv[2]]; main()")
+SERVE = (
+    "import sys; from candor.cli import main; "
+    "sys.argv = ['candor', 'serve', '--port', sys.argv[1], '--models-dir', sys.argv[2]]; main()"
+)
 
 
 def serve_tree(stack: ExitStack, tree: Path, models: Path, threads: int) -> int:
     """Start `candor serve` with ``tree`` first on PYTHONPATH; returns its port."""
     port = free_port()
-    env = {"PYTHONPATH": str(tree.resolve()), "CANDOR_INTRA_OP_THREADS": str(threads),
-           "CANDOR_STATE_DIR": stack.enter_context(tempfile.TemporaryDirectory()),
-           "CANDOR_LOG_LEVEL": "warning"}
+    env = {
+        "PYTHONPATH": str(tree.resolve()),
+        "CANDOR_INTRA_OP_THREADS": str(threads),
+        "CANDOR_STATE_DIR": stack.enter_context(tempfile.TemporaryDirectory()),
+        "CANDOR_LOG_LEVEL": "warning",
+    }
     stack.enter_context(child([sys.executable, "-c", SERVE, str(port), str(models)], port, env))
     return port
 
@@ -49,19 +54,25 @@ def main() -> None:
     runs: dict[str, list[LoadResult]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         models = build_models(Path(tmp), heavy=False)
-        ports = {"A": serve_tree(stack, args.a, models, args.threads),
-                 "B": serve_tree(stack, args.b, models, args.threads)}
+        ports = {
+            "A": serve_tree(stack, args.a, models, args.threads),
+            "B": serve_tree(stack, args.b, models, args.threads),
+        }
         for port in ports.values():
             wrk_closed_loop(port, path, body, args.concurrency, 2)  # warm-up
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 runs[name].append(wrk_closed_loop(ports[name], path, body, args.concurrency, args.seconds))
     for r, (a, b) in enumerate(zip(runs["A"], runs["B"], strict=True), start=1):
-        print(f"round {r}: p50 A {a.median_ms():.3f} ms, B {b.median_ms():.3f} ms, B - A "
-              f"{b.median_ms() - a.median_ms():+.3f} ms; req/s A {a.rate:.1f}, B {b.rate:.1f}")
+        print(
+            f"round {r}: p50 A {a.median_ms():.3f} ms, B {b.median_ms():.3f} ms, B - A "
+            f"{b.median_ms() - a.median_ms():+.3f} ms; req/s A {a.rate:.1f}, B {b.rate:.1f}"
+        )
     for name, results in runs.items():
-        print(f"{name}: median p50 {statistics.median(x.median_ms() for x in results):.3f} ms, "
-              f"median req/s {statistics.median(x.rate for x in results):.1f} (concurrency {args.concurrency})")
+        print(
+            f"{name}: median p50 {statistics.median(x.median_ms() for x in results):.3f} ms, "
+            f"median req/s {statistics.median(x.rate for x in results):.1f} (concurrency {args.concurrency})"
+        )
 
 
 if __name__ == "__main__":

@@ -29,12 +29,20 @@ def build_app(response: bytes) -> Starlette:
     async def live(_: Request) -> Response:
         return Response(b'{"live":true}', media_type="application/json")
 
-    return Starlette(routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"]),
-                             Route("/v2/health/live", live)])
+    return Starlette(
+        routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"]), Route("/v2/health/live", live)]
+    )
 
 
 if __name__ == "__main__":
     port, response_file = int(sys.argv[1]), Path(sys.argv[2])
     loop = sys.argv[3] if len(sys.argv) > 3 else "asyncio"
-    uvicorn.run(build_app(response_file.read_bytes()), host="127.0.0.1", port=port, loop=loop,
-                http="httptools", access_log=False, log_level="warning")
+    uvicorn.run(
+        build_app(response_file.read_bytes()),
+        host="127.0.0.1",
+        port=port,
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )

@@ -126,11 +126,7 @@ def cpu_model() -> str:
 
 def machine_lines(threads: int) -> list[str]:
     """nproc, CPU model, torch, device and threads, as Markdown bullet points."""
-    device = (
-        f"CUDA: {torch.cuda.get_device_name(0)}"
-        if torch.cuda.is_available()
-        else f"CPU, torch threads {threads}"
-    )
+    device = f"CUDA: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU, torch threads {threads}"
     return [
         f"- machine: `nproc` = {len(os.sched_getaffinity(0))}, CPU {cpu_model()}, "
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
@@ -201,9 +197,7 @@ def write_report(
     num_classes = results[0].probs["raw"].shape[1]
     for stage in STAGES:
         reliability_png(groups, stage, out_dir / f"{report}-reliability-{stage}.png")
-    hyper = "; ".join(
-        f"{loss} {build_loss(loss, num_classes=num_classes).hyperparameters()}" for loss in groups
-    )
+    hyper = "; ".join(f"{loss} {build_loss(loss, num_classes=num_classes).hyperparameters()}" for loss in groups)
     text = [
         f"# Calibration-aware training on {config.data}: results table",
         "",

@@ -164,9 +164,7 @@ def score(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def evaluate_run(
-    config: TrainConfig, run_dir: Path, dataset: ImageDataset, device: torch.device
-) -> RunScores:
+def evaluate_run(config: TrainConfig, run_dir: Path, dataset: ImageDataset, device: torch.device) -> RunScores:
     """Scores and fitted map parameters per stage, and the test probabilities (for the diagrams)."""
     zv, yv, zt, yt = split_logits(config, run_dir, dataset, device)
     stages = stage_probabilities(zv, yv, zt)
@@ -219,9 +217,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=Path("runs/calibration-table"),
         help="run directories (reused by a re-run)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1: best on a shared machine)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared machine)")
     return parser.parse_args(argv)
 
 
@@ -237,9 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results = run_all(preset, losses, seeds, args.runs)
-    command = " ".join(
-        ["python -m bench.calibration_table", *(argv if argv is not None else sys.argv[1:])]
-    )
+    command = " ".join(["python -m bench.calibration_table", *(argv if argv is not None else sys.argv[1:])])
     path = write_report(
         args.out,
         preset.report,

@@ -28,8 +28,12 @@ from pathlib import Path
 
 def build_request(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     """A complete POST request with Content-Length (keep-alive)."""
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
-             *(f"{k}: {v}" for k, v in (headers or {"Content-Type": "application/json"}).items())]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in (headers or {"Content-Type": "application/json"}).items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -97,27 +101,54 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def wrk_closed_loop(port: int, path: str, body: bytes, concurrency: int, duration_s: float,
-                    headers: dict[str, str] | None = None, threads: int = 1) -> LoadResult:
+def wrk_closed_loop(
+    port: int,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    duration_s: float,
+    headers: dict[str, str] | None = None,
+    threads: int = 1,
+) -> LoadResult:
     """``wrk`` with ``concurrency`` keep-alive connections for ``duration_s`` (whole seconds)."""
-    header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"'
-                              for k, v in (headers or {"Content-Type": "application/json"}).items())
-    script = WRK_SCRIPT % {"body": body.decode(), "headers": header_lines,
-                           "quantiles": ", ".join(f"{100 * q:g}" for q in WRK_QUANTILES)}
+    header_lines = "\n".join(
+        f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {"Content-Type": "application/json"}).items()
+    )
+    script = WRK_SCRIPT % {
+        "body": body.decode(),
+        "headers": header_lines,
+        "quantiles": ", ".join(f"{100 * q:g}" for q in WRK_QUANTILES),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         lua = Path(tmp) / "post.lua"
         lua.write_text(script)
-        out = subprocess.run(["wrk", f"-t{min(threads, concurrency)}", f"-c{concurrency}",
-                              f"-d{max(1, round(duration_s))}s", "--timeout", "30s", "-s", str(lua),
-                              f"http://127.0.0.1:{port}{path}"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                f"-t{min(threads, concurrency)}",
+                f"-c{concurrency}",
+                f"-d{max(1, round(duration_s))}s",
+                "--timeout",
+                "30s",
+                "-s",
+                str(lua),
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("CANDOR_WRK "))
     figures = json.loads(line.removeprefix("CANDOR_WRK "))
     statuses: Counter[int] = Counter()
     for part in figures["statuses"]:
         statuses.update({int(code): n for code, n in part.items()})
-    return LoadResult(elapsed_s=figures["duration_us"] / 1e6, statuses=statuses, errors=figures["errors"],
-                      quantiles_ms={q: figures["latency_us"][f"{100 * q:g}"] / 1000 for q in WRK_QUANTILES})
+    return LoadResult(
+        elapsed_s=figures["duration_us"] / 1e6,
+        statuses=statuses,
+        errors=figures["errors"],
+        quantiles_ms={q: figures["latency_us"][f"{100 * q:g}"] / 1000 for q in WRK_QUANTILES},
+    )
 
 
 async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -145,8 +176,9 @@ async def exchange(port: int, request: bytes) -> tuple[int, bytes]:
     return status, body
 
 
-async def closed_loop(port: int, request: bytes, concurrency: int, duration_s: float,
-                      max_requests: int = 10**9) -> LoadResult:
+async def closed_loop(
+    port: int, request: bytes, concurrency: int, duration_s: float, max_requests: int = 10**9
+) -> LoadResult:
     """``concurrency`` connections sending back to back for ``duration_s`` seconds."""
     result = LoadResult()
     loop = asyncio.get_running_loop()
@@ -173,8 +205,7 @@ async def closed_loop(port: int, request: bytes, concurrency: int, duration_s: f
     return result
 
 
-async def open_loop(port: int, request: bytes, rate: float, duration_s: float,
-                    connections: int) -> LoadResult:
+async def open_loop(port: int, request: bytes, rate: float, duration_s: float, connections: int) -> LoadResult:
     """Start ``rate`` requests per second for ``duration_s`` on at most ``connections`` sockets."""
     result = LoadResult()
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()

@@ -70,9 +70,7 @@ def time_once(step: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(
-    steps: dict[str, Callable[[], None]], repetitions: int, warmup: int, seed: int
-) -> dict[str, list[float]]:
+def measure(steps: dict[str, Callable[[], None]], repetitions: int, warmup: int, seed: int) -> dict[str, list[float]]:
     """Step times per loss; each repetition runs every loss once, in a shuffled order."""
     order, rng = list(steps), random.Random(seed)
     for _ in range(warmup):
@@ -94,10 +92,7 @@ def report_loss_only(times: dict[str, list[float]]) -> None:
 
 def report(times: dict[str, list[float]]) -> None:
     ce = times["ce"]
-    print(
-        f"{'loss':<9} {'median ms':>10} {'ratio vs ce':>12}  goal <= {GOAL}x "
-        "(mixup exempt, gamma-net 2.5x)"
-    )
+    print(f"{'loss':<9} {'median ms':>10} {'ratio vs ce':>12}  goal <= {GOAL}x (mixup exempt, gamma-net 2.5x)")
     for name, samples in times.items():
         ratio = statistics.median(t / c for t, c in zip(samples, ce, strict=True))
         over = name not in ("ce", "mixup") and ratio > GOALS.get(name, GOAL)

@@ -45,9 +45,7 @@ def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return probs, labels
 
 
-def torchmetrics_metric(
-    norm: str, preds: torch.Tensor, target: torch.Tensor
-) -> Callable[[], float]:
+def torchmetrics_metric(norm: str, preds: torch.Tensor, target: torch.Tensor) -> Callable[[], float]:
     """A closure: a fresh MulticlassCalibrationError, update with all samples, compute."""
 
     def run() -> float:
@@ -86,12 +84,7 @@ def run_size(n: int, repetitions: int) -> None:
     times: dict[tuple[str, str], list[float]] = {}
     values: dict[tuple[str, str], float] = {}
     for _ in range(repetitions):
-        order = [
-            (name, side)
-            for name, (_, tm) in jobs.items()
-            for side in ("ours", "tm")
-            if side == "ours" or tm
-        ]
+        order = [(name, side) for name, (_, tm) in jobs.items() for side in ("ours", "tm") if side == "ours" or tm]
         random.shuffle(order)
         for name, side in order:
             fn = jobs[name][0] if side == "ours" else jobs[name][1]
@@ -106,12 +99,9 @@ def run_size(n: int, repetitions: int) -> None:
             print(f"{name:15s} {ours_t:9.3f} {'-':>13s} {'-':>7s}  {values[name, 'ours']:.6f}")
             continue
         tm_t = statistics.median(times[name, "tm"])
-        ratio = statistics.median(
-            o / t for o, t in zip(times[name, "ours"], times[name, "tm"], strict=True)
-        )
+        ratio = statistics.median(o / t for o, t in zip(times[name, "ours"], times[name, "tm"], strict=True))
         print(
-            f"{name:15s} {ours_t:9.3f} {tm_t:13.3f} {ratio:7.2f}  "
-            f"{values[name, 'ours']:.6f} / {values[name, 'tm']:.6f}"
+            f"{name:15s} {ours_t:9.3f} {tm_t:13.3f} {ratio:7.2f}  {values[name, 'ours']:.6f} / {values[name, 'tm']:.6f}"
         )
 
 
@@ -119,9 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7])
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

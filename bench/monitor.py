@@ -40,8 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 CORE_GOAL = 10_000_000
 
 
-def core_labels_per_second(update: Callable[[np.ndarray, np.ndarray], None], batch: int,
-                           repetitions: int) -> float:
+def core_labels_per_second(update: Callable[[np.ndarray, np.ndarray], None], batch: int, repetitions: int) -> float:
     """Best labels/s of ``update`` over repetitions of one batch of random labelled predictions."""
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.0, 1.0, batch)
@@ -59,9 +58,13 @@ def candor_serve(models_dir: Path, port: int) -> Iterator[str]:
     """`candor serve` on 127.0.0.1:port with a temp state dir; stopped (SIGTERM) at the end."""
     with tempfile.TemporaryDirectory() as state:
         env = {**os.environ, "CANDOR_STATE_DIR": state}
-        proc = subprocess.Popen([sys.executable, "-m", "candor.cli", "serve", "--port", str(port),
-                                 "--models-dir", str(models_dir)], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "candor.cli", "serve", "--port", str(port), "--models-dir", str(models_dir)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc)
@@ -84,6 +87,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
 
 async def run_workers(concurrency: int, work: Callable[[], Awaitable[bool]]) -> float:
     """Run ``concurrency`` workers, each calling ``work`` until it returns False; elapsed s."""
+
     async def worker() -> None:
         while await work():
             pass
@@ -93,8 +97,9 @@ async def run_workers(concurrency: int, work: Callable[[], Awaitable[bool]]) -> 
     return time.perf_counter() - started
 
 
-async def predict_phase(client: httpx.AsyncClient, model: str, body: bytes, seconds: float,
-                        concurrency: int) -> tuple[list[str], float]:
+async def predict_phase(
+    client: httpx.AsyncClient, model: str, body: bytes, seconds: float, concurrency: int
+) -> tuple[list[str], float]:
     """Predict requests for ``seconds``; every prediction_id returned, and the elapsed time."""
     ids: list[str] = []
     stop_at = time.perf_counter() + seconds
@@ -109,12 +114,12 @@ async def predict_phase(client: httpx.AsyncClient, model: str, body: bytes, seco
     return ids, elapsed
 
 
-async def feedback_phase(client: httpx.AsyncClient, ids: list[str], batch: int,
-                         concurrency: int) -> tuple[int, float]:
+async def feedback_phase(client: httpx.AsyncClient, ids: list[str], batch: int, concurrency: int) -> tuple[int, float]:
     """One label per id, ``batch`` per request; labels accepted and the elapsed time."""
-    bodies = [orjson.dumps({"labels": [{"prediction_id": pid, "label": 0}
-                                       for pid in ids[i:i + batch]]})
-              for i in range(0, len(ids), batch)]
+    bodies = [
+        orjson.dumps({"labels": [{"prediction_id": pid, "label": 0} for pid in ids[i : i + batch]]})
+        for i in range(0, len(ids), batch)
+    ]
     accepted = 0
 
     async def one() -> bool:
@@ -142,25 +147,23 @@ def predict_body(models_dir: Path, batch: int) -> tuple[str, bytes]:
 async def end_to_end(url: str, args: argparse.Namespace) -> list[float]:
     """Rounds of (predict phase, feedback phase) against the running server; the ratios."""
     model, body = predict_body(args.models_dir, args.predict_batch)
-    limits = httpx.Limits(max_connections=args.concurrency,
-                          max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     headers = {"content-type": "application/json"}
     ratios = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60,
-                                 headers=headers) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as client:
         await predict_phase(client, model, body, 1.0, args.concurrency)  # warm-up
         for round_number in range(1, args.rounds + 1):
-            ids, predict_s = await predict_phase(client, model, body, args.seconds,
-                                                 args.concurrency)
-            accepted, feedback_s = await feedback_phase(client, ids, args.feedback_batch,
-                                                        args.concurrency)
+            ids, predict_s = await predict_phase(client, model, body, args.seconds, args.concurrency)
+            accepted, feedback_s = await feedback_phase(client, ids, args.feedback_batch, args.concurrency)
             if accepted != len(ids):
                 raise RuntimeError(f"{accepted} of {len(ids)} labels accepted")
             predictions_s, labels_s = len(ids) / predict_s, accepted / feedback_s
             ratios.append(labels_s / predictions_s)
-            print(f"round {round_number}: predict {predictions_s:8.0f} predictions/s "
-                  f"({len(ids)} in {predict_s:.2f} s)   feedback {labels_s:8.0f} labels/s "
-                  f"({accepted} in {feedback_s:.2f} s)   ratio {ratios[-1]:.2f}")
+            print(
+                f"round {round_number}: predict {predictions_s:8.0f} predictions/s "
+                f"({len(ids)} in {predict_s:.2f} s)   feedback {labels_s:8.0f} labels/s "
+                f"({accepted} in {feedback_s:.2f} s)   ratio {ratios[-1]:.2f}"
+            )
     return ratios
 
 
@@ -178,19 +181,24 @@ def main() -> None:
     args = parser.parse_args()
 
     stats, window = BinStatistics(), CalibrationWindow()
-    for name, update in (("BinStatistics.update", stats.update),
-                         ("CalibrationWindow.update", window.update)):
+    for name, update in (("BinStatistics.update", stats.update), ("CalibrationWindow.update", window.update)):
         rate = core_labels_per_second(update, args.batch, args.repetitions)
-        print(f"core {name:26s} {rate / 1e6:8.1f} M labels/s  (goal {CORE_GOAL / 1e6:.0f} M: "
-              f"{'met' if rate >= CORE_GOAL else 'NOT met'})")
+        print(
+            f"core {name:26s} {rate / 1e6:8.1f} M labels/s  (goal {CORE_GOAL / 1e6:.0f} M: "
+            f"{'met' if rate >= CORE_GOAL else 'NOT met'})"
+        )
 
-    print(f"end to end: {args.predict_batch} instances per predict request, "
-          f"{args.feedback_batch} labels per feedback request, concurrency {args.concurrency}")
+    print(
+        f"end to end: {args.predict_batch} instances per predict request, "
+        f"{args.feedback_batch} labels per feedback request, concurrency {args.concurrency}"
+    )
     with candor_serve(args.models_dir, args.port) as url:
         ratios = asyncio.run(end_to_end(url, args))
     ratio = statistics.median(ratios)
-    print(f"median ratio feedback labels/s / predictions/s = {ratio:.2f}  "
-          f"(goal >= 1: {'met' if ratio >= 1 else 'NOT met'})")
+    print(
+        f"median ratio feedback labels/s / predictions/s = {ratio:.2f}  "
+        f"(goal >= 1: {'met' if ratio >= 1 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

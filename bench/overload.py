@@ -64,8 +64,10 @@ def overload(port: int, pid: int, seconds: float, warmup: float, factor: float, 
     capacity = run_load(port, path, body, 32, warmup, loadgen)
     rss_start = rss_mib(pid)
     print(f"load generator: {loadgen}")
-    print(f"capacity C = {capacity.rate:.0f} req/s (c=32, {warmup:.0f} s, answers {dict(capacity.statuses)}); "
-          f"RSS after warm-up {rss_start:.1f} MiB")
+    print(
+        f"capacity C = {capacity.rate:.0f} req/s (c=32, {warmup:.0f} s, answers {dict(capacity.statuses)}); "
+        f"RSS after warm-up {rss_start:.1f} MiB"
+    )
     stop, samples = threading.Event(), []
     sampler = threading.Thread(target=sample_rss, args=(pid, stop, samples))
     sampler.start()
@@ -81,23 +83,40 @@ def overload(port: int, pid: int, seconds: float, warmup: float, factor: float, 
     sent = load.completed + load.errors
     reached = sent / load.elapsed_s / capacity.rate
     if loadgen == "wrk":
-        print(f"overload: 1024 connections, closed loop, for {seconds:.0f} s: {sent} requests "
-              f"({sent / load.elapsed_s:.0f}/s = {reached:.1f} x C; goal {factor:g} x C)")
+        print(
+            f"overload: 1024 connections, closed loop, for {seconds:.0f} s: {sent} requests "
+            f"({sent / load.elapsed_s:.0f}/s = {reached:.1f} x C; goal {factor:g} x C)"
+        )
     else:
-        print(f"overload: offered {offered:.0f} req/s ({factor:g} x C) for {seconds:.0f} s; sent {sent} "
-              f"({sent / load.elapsed_s:.0f}/s = {reached:.1f} x C), client could not start {load.client_saturated}")
-    print(f"  answers {dict(load.statuses)}, connection errors {load.errors}; "
-          f"200s at {load.statuses[200] / load.elapsed_s:.0f}/s; p50 {load.median_ms():.1f} ms, "
-          f"p99 {load.percentile_ms(0.99):.1f} ms")
+        print(
+            f"overload: offered {offered:.0f} req/s ({factor:g} x C) for {seconds:.0f} s; sent {sent} "
+            f"({sent / load.elapsed_s:.0f}/s = {reached:.1f} x C), client could not start {load.client_saturated}"
+        )
+    print(
+        f"  answers {dict(load.statuses)}, connection errors {load.errors}; "
+        f"200s at {load.statuses[200] / load.elapsed_s:.0f}/s; p50 {load.median_ms():.1f} ms, "
+        f"p99 {load.percentile_ms(0.99):.1f} ms"
+    )
     settled = samples[min(9, len(samples) - 1)]
     growth = (rss_end - settled) / settled
-    print(f"  RSS MiB: before {rss_start:.1f}, 10 s into the overload {settled:.1f}, max {max(samples):.1f}, "
-          f"end {rss_end:.1f}: growth over the overload {100 * growth:+.1f}% "
-          f"({100 * (rss_end - rss_start) / rss_start:+.1f}% vs before, open connections and buffers)")
-    print(f"recovery: first request {dict(first.statuses)} in {first_ms:.1f} ms; then {after.rate:.0f} req/s "
-          f"({after.rate / capacity.rate:.2f} x C), answers {dict(after.statuses)}")
-    ok = (reached >= factor and set(load.statuses) <= {200, 503} and load.errors == 0 and growth < 0.10
-          and first.statuses == {200: 1} and first_ms < 1000 and after.rate >= 0.9 * capacity.rate)
+    print(
+        f"  RSS MiB: before {rss_start:.1f}, 10 s into the overload {settled:.1f}, max {max(samples):.1f}, "
+        f"end {rss_end:.1f}: growth over the overload {100 * growth:+.1f}% "
+        f"({100 * (rss_end - rss_start) / rss_start:+.1f}% vs before, open connections and buffers)"
+    )
+    print(
+        f"recovery: first request {dict(first.statuses)} in {first_ms:.1f} ms; then {after.rate:.0f} req/s "
+        f"({after.rate / capacity.rate:.2f} x C), answers {dict(after.statuses)}"
+    )
+    ok = (
+        reached >= factor
+        and set(load.statuses) <= {200, 503}
+        and load.errors == 0
+        and growth < 0.10
+        and first.statuses == {200: 1}
+        and first_ms < 1000
+        and after.rate >= 0.9 * capacity.rate
+    )
     print("PASS" if ok else "FAIL")
     return ok
 
@@ -107,19 +126,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--factor", type=float, default=10.0, help="offered load / capacity")
-    parser.add_argument("--queue", type=int, default=64,
-                        help="server max_queue_size (instances); max_instances is set to it too")
-    parser.add_argument("--loadgen", choices=["wrk", "python"], default="wrk" if wrk_available() else "python",
-                        help="load generator (default: wrk when installed)")
-    parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default=Settings().event_loop,
-                        help="uvicorn's loop for candor serve (default: candor's default)")
+    parser.add_argument(
+        "--queue", type=int, default=64, help="server max_queue_size (instances); max_instances is set to it too"
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=["wrk", "python"],
+        default="wrk" if wrk_available() else "python",
+        help="load generator (default: wrk when installed)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default=Settings().event_loop,
+        help="uvicorn's loop for candor serve (default: candor's default)",
+    )
     args = parser.parse_args()
     uvloop.install()
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), heavy=False)
         port = free_port()
-        env = {"CANDOR_MAX_QUEUE_SIZE": str(args.queue), "CANDOR_MAX_INSTANCES": str(args.queue),
-               "CANDOR_EVENT_LOOP": args.event_loop}
+        env = {
+            "CANDOR_MAX_QUEUE_SIZE": str(args.queue),
+            "CANDOR_MAX_INSTANCES": str(args.queue),
+            "CANDOR_EVENT_LOOP": args.event_loop,
+        }
         print(f"event loop: {args.event_loop}, max_queue_size {args.queue}")
         with candor_serve(models, port, env) as proc:
             ok = overload(port, proc.pid, args.seconds, args.warmup, args.factor, args.loadgen)

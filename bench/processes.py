@@ -58,8 +58,11 @@ def candor_serve(models_dir: Path, port: int, env: dict[str, str] | None = None)
     """`candor serve` with its prediction store in a temp dir and warning-level logs."""
     with tempfile.TemporaryDirectory() as state:
         settings = {"CANDOR_STATE_DIR": state, "CANDOR_LOG_LEVEL": "warning", **(env or {})}
-        with child([sys.executable, "-m", "candor.cli", "serve", "--port", str(port),
-                    "--models-dir", str(models_dir)], port, settings) as proc:
+        with child(
+            [sys.executable, "-m", "candor.cli", "serve", "--port", str(port), "--models-dir", str(models_dir)],
+            port,
+            settings,
+        ) as proc:
             yield proc
 
 
@@ -69,6 +72,5 @@ def bare_starlette(port: int, response: bytes, loop: str = "asyncio") -> Iterato
     with tempfile.NamedTemporaryFile(suffix=".json") as fh:
         fh.write(response)
         fh.flush()
-        with child([sys.executable, str(REPO / "bench" / "bare_starlette.py"), str(port), fh.name, loop],
-                   port) as proc:
+        with child([sys.executable, str(REPO / "bench" / "bare_starlette.py"), str(port), fh.name, loop], port) as proc:
             yield proc

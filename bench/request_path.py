@@ -69,17 +69,29 @@ def routing_apps() -> dict[str, tuple[ASGIApp, str]]:
     app.include_router(router)
     app.router.routes.insert(0, Route("/plain/{model_name}:predict", plain, methods=["POST"]))
     bare = Starlette(routes=[Route("/plain/{model_name}:predict", plain, methods=["POST"])])
-    return {"FastAPI route, 3 dependencies": (app, "/deps/m:predict"),
-            "FastAPI route, no dependencies": (app, "/nodeps/m:predict"),
-            "Starlette route in the FastAPI app": (app, "/plain/m:predict"),
-            "bare Starlette app": (bare, "/plain/m:predict")}
+    return {
+        "FastAPI route, 3 dependencies": (app, "/deps/m:predict"),
+        "FastAPI route, no dependencies": (app, "/nodeps/m:predict"),
+        "Starlette route in the FastAPI app": (app, "/plain/m:predict"),
+        "bare Starlette app": (bare, "/plain/m:predict"),
+    }
 
 
 async def asgi_call(app: ASGIApp, path: str) -> None:
-    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "headers": [(b"content-length", b"2"), (b"content-type", b"application/json")],
-             "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
-             "http_version": "1.1", "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-length", b"2"), (b"content-type", b"application/json")],
+        "root_path": "",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}", "more_body": False}
@@ -102,12 +114,14 @@ async def routing(calls: int) -> None:
 
 def random_ids(n: int) -> list[str]:
     digits = os.urandom(16 * n).hex()
-    return [digits[32 * i:32 * (i + 1)] for i in range(n)]
+    return [digits[32 * i : 32 * (i + 1)] for i in range(n)]
 
 
 STORE_VARIANTS: list[tuple[str, Callable[[int], list[str]], bool]] = [
-    ("random ids", random_ids, False), ("time-ordered ids", new_prediction_ids, False),
-    ("time-ordered, pending log", new_prediction_ids, True)]
+    ("random ids", random_ids, False),
+    ("time-ordered ids", new_prediction_ids, False),
+    ("time-ordered, pending log", new_prediction_ids, True),
+]
 
 
 def store_writes(rows: int, calls: int) -> None:
@@ -148,8 +162,10 @@ async def thread_hop(calls: int) -> None:
     cpu, wall = time.thread_time(), time.perf_counter()
     for _ in range(calls):
         await loop.run_in_executor(None, work)
-    print(f"hop       run_in_executor around 300 us of work: {1e6 * (time.perf_counter() - wall) / calls:.0f} us wall, "
-          f"{1e6 * (time.thread_time() - cpu) / calls:.0f} us of the loop thread's CPU")
+    print(
+        f"hop       run_in_executor around 300 us of work: {1e6 * (time.perf_counter() - wall) / calls:.0f} us wall, "
+        f"{1e6 * (time.thread_time() - cpu) / calls:.0f} us of the loop thread's CPU"
+    )
 
 
 def main() -> None:

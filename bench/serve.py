@@ -86,8 +86,7 @@ def raw_samples_per_s(sess: ort.InferenceSession, shape: tuple[int, ...], batch:
     return runs * batch / (time.perf_counter() - started)
 
 
-def raw_latency_ms(sess: ort.InferenceSession, shape: tuple[int, ...], runs: int = 2000,
-                   idle_s: float = 0.0) -> float:
+def raw_latency_ms(sess: ort.InferenceSession, shape: tuple[int, ...], runs: int = 2000, idle_s: float = 0.0) -> float:
     """Median wall time of one batch-1 session.run, back to back or after ``idle_s`` of sleep
     (a server at concurrency 1 idles between requests; on this VM that alone slows the call)."""
     name = sess.get_inputs()[0].name
@@ -131,8 +130,7 @@ def run_load(port: int, path: str, body: bytes, concurrency: int, seconds: float
     return asyncio.run(closed_loop(port, build_request(path, body), concurrency, seconds))
 
 
-def measure(port: int, pid: int, path: str, body: bytes, concurrency: int, seconds: float,
-            loadgen: str) -> Measured:
+def measure(port: int, pid: int, path: str, body: bytes, concurrency: int, seconds: float, loadgen: str) -> Measured:
     """Warm up for a fifth of the time, then measure (with the server's CPU time)."""
     run_load(port, path, body, concurrency, max(1.0, seconds / 5), loadgen)
     server = psutil.Process(pid)
@@ -146,8 +144,16 @@ def report(label: str, value: float, unit: str, baseline: float, ratio: float, g
     return f"{label:<58} {value:>10.2f} {unit:<10} baseline {baseline:>10.2f}  ratio {ratio:6.3f}  goal {goal}"
 
 
-def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
-                  delay_ms: float, loadgen: str, batch: int, rounds: int) -> dict[str, float | list[float]]:
+def heavy_figures(
+    models: Path,
+    seconds: float,
+    threads: int,
+    env: dict[str, str],
+    delay_ms: float,
+    loadgen: str,
+    batch: int,
+    rounds: int,
+) -> dict[str, float | list[float]]:
     """(a): served samples/s at c=32 vs raw ORT at its best batch size, same thread setting; the
     served model's own max_batch_size is ``batch`` (CANDOR_MODEL_BATCHING). After the sweep that
     picks the best batch size, served and raw alternate over ``rounds`` rounds of ``seconds /
@@ -167,23 +173,43 @@ def heavy_figures(models: Path, seconds: float, threads: int, env: dict[str, str
     ratios = [s.rate / b for s, b in pairs]
     ratio = statistics.median(ratios)
     served_rate, baseline = statistics.median(s.rate for s, _ in pairs), statistics.median(b for _, b in pairs)
-    print(f"raw ORT {HEAVY} samples/s by batch ({threads} threads, {seconds / 5:g} s each): "
-          + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items()))
+    print(
+        f"raw ORT {HEAVY} samples/s by batch ({threads} threads, {seconds / 5:g} s each): "
+        + ", ".join(f"{b}: {v:.1f}" for b, v in raw.items())
+    )
     print(f"{rounds} rounds of {part:g} s each, served then raw ORT at batch {best}; figures are medians over rounds")
     for k, ((s, b), r) in enumerate(zip(pairs, ratios, strict=True), start=1):
-        print(f"    round {k}: {s.rate:.1f} / {b:.1f} samples/s = {r:.3f}; p50 {s.median_ms():.1f} ms, "
-              f"p99 {s.percentile_ms(0.99):.1f} ms, answers {dict(s.statuses)}")
-    print(report(f"(a) {HEAVY} served samples/s, c=32", served_rate, "samples/s", baseline, ratio,
-                 f">= 0.90 (raw ORT, best batch {best}; served with max_batch_size {batch})"))
-    return {"threads_a": threads, "max_queue_delay_ms_a": delay_ms, "rounds_a": rounds,
-            "raw_ort_heavy_sweep_best_samples_per_s": raw[best], "raw_ort_heavy_best_batch": best,
-            "raw_ort_heavy_best_batch_samples_per_s": baseline,
-            "served_heavy_samples_per_s_c32": served_rate, "ratio_a": ratio, "ratio_a_rounds": ratios,
-            "served_heavy_c32_p99_ms": pairs[-1][0].percentile_ms(0.99)}
+        print(
+            f"    round {k}: {s.rate:.1f} / {b:.1f} samples/s = {r:.3f}; p50 {s.median_ms():.1f} ms, "
+            f"p99 {s.percentile_ms(0.99):.1f} ms, answers {dict(s.statuses)}"
+        )
+    print(
+        report(
+            f"(a) {HEAVY} served samples/s, c=32",
+            served_rate,
+            "samples/s",
+            baseline,
+            ratio,
+            f">= 0.90 (raw ORT, best batch {best}; served with max_batch_size {batch})",
+        )
+    )
+    return {
+        "threads_a": threads,
+        "max_queue_delay_ms_a": delay_ms,
+        "rounds_a": rounds,
+        "raw_ort_heavy_sweep_best_samples_per_s": raw[best],
+        "raw_ort_heavy_best_batch": best,
+        "raw_ort_heavy_best_batch_samples_per_s": baseline,
+        "served_heavy_samples_per_s_c32": served_rate,
+        "ratio_a": ratio,
+        "ratio_a_rounds": ratios,
+        "served_heavy_c32_p99_ms": pairs[-1][0].percentile_ms(0.99),
+    }
 
 
-def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str],
-                  loadgen: str, rounds: int) -> dict[str, float | list[float]]:
+def small_figures(
+    models: Path, seconds: float, threads: int, env: dict[str, str], loadgen: str, rounds: int
+) -> dict[str, float | list[float]]:
     """(b) requests/s at c=32 vs bare Starlette; (c) c=1 median latency minus raw ORT batch-1.
     Both servers run at once (the idle one costs nothing) and the measurements alternate over
     ``rounds`` rounds of ``seconds / rounds``: each round's ratio and overhead compare neighbours in
@@ -201,62 +227,116 @@ def small_figures(models: Path, seconds: float, threads: int, env: dict[str, str
         _, response = asyncio.run(exchange(port, build_request(path, body)))
         with bare_starlette(bare_port, response, env["CANDOR_EVENT_LOOP"]) as bare_proc:
             for _ in range(rounds):
-                c_rounds.append((raw_latency_ms(sess, shape),
-                                 measure(port, proc.pid, path, body, 1, part, loadgen)))
-                b_rounds.append((measure(port, proc.pid, path, body, 32, part, loadgen),
-                                 measure(bare_port, bare_proc.pid, path, body, 32, part, loadgen)))
+                c_rounds.append((raw_latency_ms(sess, shape), measure(port, proc.pid, path, body, 1, part, loadgen)))
+                b_rounds.append(
+                    (
+                        measure(port, proc.pid, path, body, 32, part, loadgen),
+                        measure(bare_port, bare_proc.pid, path, body, 32, part, loadgen),
+                    )
+                )
     ratios = [s.load.rate / b.load.rate for s, b in b_rounds]
     overheads = [c.load.median_ms() - raw for raw, c in c_rounds]
     ratio, overhead = statistics.median(ratios), statistics.median(overheads)
-    served, bare = statistics.median(s.load.rate for s, _ in b_rounds), statistics.median(
-        b.load.rate for _, b in b_rounds)
+    served, bare = (
+        statistics.median(s.load.rate for s, _ in b_rounds),
+        statistics.median(b.load.rate for _, b in b_rounds),
+    )
     single_ms = statistics.median(c.load.median_ms() for _, c in c_rounds)
     raw_ms = statistics.median(raw for raw, _ in c_rounds)
     print(f"{rounds} rounds of {part:g} s each, alternating; figures are medians over rounds")
     for k, ((s, b), (raw, c)) in enumerate(zip(b_rounds, c_rounds, strict=True), start=1):
-        print(f"    round {k}: (b) {s.load.rate:7.1f} / {b.load.rate:7.1f} req/s = {ratios[k - 1]:.3f} "
-              f"(CPU per answer {s.cpu_us_per_answer:.0f} / {b.cpu_us_per_answer:.0f} us); "
-              f"(c) {c.load.median_ms():.3f} - {raw:.3f} ms = {overheads[k - 1]:.3f} ms")
-    print(report(f"(b) {SMALL} served requests/s, c=32", served, "req/s", bare, ratio,
-                 ">= 0.70 (bare Starlette, same payload)"))
+        print(
+            f"    round {k}: (b) {s.load.rate:7.1f} / {b.load.rate:7.1f} req/s = {ratios[k - 1]:.3f} "
+            f"(CPU per answer {s.cpu_us_per_answer:.0f} / {b.cpu_us_per_answer:.0f} us); "
+            f"(c) {c.load.median_ms():.3f} - {raw:.3f} ms = {overheads[k - 1]:.3f} ms"
+        )
+    print(
+        report(
+            f"(b) {SMALL} served requests/s, c=32",
+            served,
+            "req/s",
+            bare,
+            ratio,
+            ">= 0.70 (bare Starlette, same payload)",
+        )
+    )
     last = b_rounds[-1][0].load
-    print(f"    last round: p50 {last.median_ms():.2f} ms, p99 {last.percentile_ms(0.99):.2f} ms, "
-          f"answers {dict(last.statuses)}; the model alone at batch 32 (raw ORT) {raw_row_us:.0f} us per row")
-    print(f"{'(c) ' + SMALL + ' c=1 median latency':<58} {single_ms:>10.3f} ms         "
-          f"raw ORT batch-1 {raw_ms:.3f} ms  overhead {overhead:.3f} ms  goal <= 1 ms")
+    print(
+        f"    last round: p50 {last.median_ms():.2f} ms, p99 {last.percentile_ms(0.99):.2f} ms, "
+        f"answers {dict(last.statuses)}; the model alone at batch 32 (raw ORT) {raw_row_us:.0f} us per row"
+    )
+    print(
+        f"{'(c) ' + SMALL + ' c=1 median latency':<58} {single_ms:>10.3f} ms         "
+        f"raw ORT batch-1 {raw_ms:.3f} ms  overhead {overhead:.3f} ms  goal <= 1 ms"
+    )
     print(f"    raw ORT batch-1 after 1 ms idle (as between c=1 requests) {raw_idle_ms:.3f} ms")
-    return {"threads_bc": threads, "rounds_bc": rounds, "bare_starlette_requests_per_s_c32": bare,
-            "served_small_requests_per_s_c32": served, "ratio_b": ratio, "ratio_b_rounds": ratios,
-            "raw_ort_small_batch1_median_ms": raw_ms, "raw_ort_small_batch1_after_1ms_idle_ms": raw_idle_ms,
-            "served_small_c1_median_ms": single_ms, "overhead_c_ms": overhead, "overhead_c_rounds_ms": overheads,
-            "cpu_us_per_answer_served_c32": statistics.median(s.cpu_us_per_answer for s, _ in b_rounds),
-            "cpu_us_per_answer_bare_c32": statistics.median(b.cpu_us_per_answer for _, b in b_rounds),
-            "raw_ort_small_us_per_row_b32": raw_row_us}
+    return {
+        "threads_bc": threads,
+        "rounds_bc": rounds,
+        "bare_starlette_requests_per_s_c32": bare,
+        "served_small_requests_per_s_c32": served,
+        "ratio_b": ratio,
+        "ratio_b_rounds": ratios,
+        "raw_ort_small_batch1_median_ms": raw_ms,
+        "raw_ort_small_batch1_after_1ms_idle_ms": raw_idle_ms,
+        "served_small_c1_median_ms": single_ms,
+        "overhead_c_ms": overhead,
+        "overhead_c_rounds_ms": overheads,
+        "cpu_us_per_answer_served_c32": statistics.median(s.cpu_us_per_answer for s, _ in b_rounds),
+        "cpu_us_per_answer_bare_c32": statistics.median(b.cpu_us_per_answer for _, b in b_rounds),
+        "raw_ort_small_us_per_row_b32": raw_row_us,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement per figure")
-    parser.add_argument("--heavy-threads", type=int, default=1,
-                        help="ONNX Runtime intra-op threads for (a), raw and served (0: ORT default, one "
-                             "per core; 1 leaves a core to the event loop and the load generator)")
-    parser.add_argument("--heavy-delay-ms", type=float, default=20.0,
-                        help="the served model's max_queue_delay_ms in (a): time to wait for the "
-                             "previous batch's clients to come back (default setting: 2)")
-    parser.add_argument("--heavy-batch", type=int, default=16,
-                        help="the served model's max_batch_size in (a): with 32 clients, 16 lets one "
-                             "batch's clients come back while the other batch runs")
-    parser.add_argument("--small-threads", type=int, default=1,
-                        help="ONNX Runtime intra-op threads for (b) and (c), raw and served")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of --seconds / rounds each, served and baseline alternating; medians reported")
-    parser.add_argument("--state-dir", type=Path,
-                        help="where candor's prediction store lives (default: a fresh temp dir)")
+    parser.add_argument(
+        "--heavy-threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads for (a), raw and served (0: ORT default, one "
+        "per core; 1 leaves a core to the event loop and the load generator)",
+    )
+    parser.add_argument(
+        "--heavy-delay-ms",
+        type=float,
+        default=20.0,
+        help="the served model's max_queue_delay_ms in (a): time to wait for the "
+        "previous batch's clients to come back (default setting: 2)",
+    )
+    parser.add_argument(
+        "--heavy-batch",
+        type=int,
+        default=16,
+        help="the served model's max_batch_size in (a): with 32 clients, 16 lets one "
+        "batch's clients come back while the other batch runs",
+    )
+    parser.add_argument(
+        "--small-threads", type=int, default=1, help="ONNX Runtime intra-op threads for (b) and (c), raw and served"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of --seconds / rounds each, served and baseline alternating; medians reported",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, help="where candor's prediction store lives (default: a fresh temp dir)"
+    )
     parser.add_argument("--only", choices=["heavy", "small"], help="run one part")
-    parser.add_argument("--loadgen", choices=["wrk", "python"], default="wrk" if wrk_available() else "python",
-                        help="load generator (default: wrk when installed)")
-    parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default=Settings().event_loop,
-                        help="uvicorn's loop for candor serve and the bare baseline (default: candor's default)")
+    parser.add_argument(
+        "--loadgen",
+        choices=["wrk", "python"],
+        default="wrk" if wrk_available() else "python",
+        help="load generator (default: wrk when installed)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default=Settings().event_loop,
+        help="uvicorn's loop for candor serve and the bare baseline (default: candor's default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     uvloop.install()
@@ -268,8 +348,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(Path(tmp), heavy=args.only != "small")
         if args.only != "small":
-            results |= heavy_figures(models, args.seconds, args.heavy_threads, env, args.heavy_delay_ms,
-                                     args.loadgen, args.heavy_batch, args.rounds)
+            results |= heavy_figures(
+                models,
+                args.seconds,
+                args.heavy_threads,
+                env,
+                args.heavy_delay_ms,
+                args.loadgen,
+                args.heavy_batch,
+                args.rounds,
+            )
         if args.only != "heavy":
             results |= small_figures(models, args.seconds, args.small_threads, env, args.loadgen, args.rounds)
     if args.json:

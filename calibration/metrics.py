@@ -41,9 +41,7 @@ def _validated(probs: ArrayLike, labels: ArrayLike) -> tuple[FloatArray, NDArray
     if y.ndim != 1 or y.shape[0] != p.shape[0]:
         raise MetricInputError(f"labels must be 1-D of length {p.shape[0]}, got shape {y.shape}")
     if p.shape[0] == 0 or p.shape[1] == 0:
-        raise MetricInputError(
-            f"metrics need at least one sample and one class, got shape {p.shape}"
-        )
+        raise MetricInputError(f"metrics need at least one sample and one class, got shape {p.shape}")
     if not np.issubdtype(y.dtype, np.integer):
         raise MetricInputError(f"labels must be integers, got dtype {y.dtype}")
     low, high = float(p.min()), float(p.max())  # NaN propagates through min / max
@@ -58,9 +56,7 @@ def _validated(probs: ArrayLike, labels: ArrayLike) -> tuple[FloatArray, NDArray
     return p, y.astype(np.intp, copy=False)
 
 
-def check_inputs(
-    probs: ArrayLike, labels: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+def check_inputs(probs: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Validate and convert: probs finite (N, K) float64 in [0, 1], labels integers in [0, K)."""
     p, y = _validated(probs, labels)
     return p.astype(np.float64, copy=False), y
@@ -88,9 +84,7 @@ def _row_max(probs: FloatArray) -> tuple[FloatArray, int]:
     return conf, above_half
 
 
-def top_label(
-    probs: FloatArray, labels: NDArray[np.intp]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def top_label(probs: FloatArray, labels: NDArray[np.intp]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Top-label confidence c_i = max_k p_ik and correctness a_i = 1[argmax_k p_ik = y_i].
 
     argmax takes the first maximal class, as np.argmax. The label is an argmax iff p_iy = c_i; a tie
@@ -106,16 +100,12 @@ def top_label(
     return conf.astype(np.float64), correct.astype(np.float64)
 
 
-def confidence_and_correct(
-    probs: ArrayLike, labels: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def confidence_and_correct(probs: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Validated top-label pairs (c_i, a_i): what every top-label metric is computed from."""
     return top_label(*_validated(probs, labels))
 
 
-def bin_statistics(
-    probs: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS
-) -> BinStatistics:
+def bin_statistics(probs: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS) -> BinStatistics:
     """The per-bin sums of the top-label confidences (the state behind ECE and MCE)."""
     _check_n_bins(n_bins)
     stats = BinStatistics(n_bins)
@@ -133,9 +123,7 @@ def mce(probs: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS) -> floa
     return bin_statistics(probs, labels, n_bins).compute_mce()
 
 
-def equal_mass_bin_indices(
-    conf: NDArray[np.float64], n_bins: int = DEFAULT_BINS
-) -> NDArray[np.intp]:
+def equal_mass_bin_indices(conf: NDArray[np.float64], n_bins: int = DEFAULT_BINS) -> NDArray[np.intp]:
     """Equal-mass bin of each confidence: the equal-width rule lower < c <= upper on data edges.
 
     With s the sorted confidences, edge m is s[ceil(mN/M) - 1] (m = 1..M-1; order statistics by
@@ -155,9 +143,7 @@ def adaptive_ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS
     """
     _check_n_bins(n_bins)
     conf, correct = confidence_and_correct(probs, labels)
-    gaps = np.bincount(
-        equal_mass_bin_indices(conf, n_bins), weights=conf - correct, minlength=n_bins
-    )
+    gaps = np.bincount(equal_mass_bin_indices(conf, n_bins), weights=conf - correct, minlength=n_bins)
     return float(np.abs(gaps).sum() / conf.shape[0])
 
 
@@ -185,9 +171,7 @@ def classwise_ece(
     return float(np.abs(gaps).sum() / (n * k))
 
 
-def sece(
-    probs: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS, bandwidth: float | None = None
-) -> float:
+def sece(probs: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS, bandwidth: float | None = None) -> float:
     """SECE, our reconstruction (METHODS 4, reading 1): Gaussian soft binning to M bin centres.
 
     (1/N) sum_m |sum_i o_im (a_i - c_i)|, o_im ~ exp(-(c_i - mu_m)^2 / 2 sigma^2) normalised over m,
@@ -250,9 +234,6 @@ def bootstrap_ci(
     p, y = _validated(probs, labels)
     rng = np.random.default_rng(seed)
     n = p.shape[0]
-    values = [
-        metric(p[idx], y[idx], **options)
-        for idx in (rng.integers(0, n, n) for _ in range(n_resamples))
-    ]
+    values = [metric(p[idx], y[idx], **options) for idx in (rng.integers(0, n, n) for _ in range(n_resamples))]
     low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(low), float(high)

@@ -30,21 +30,24 @@ def as_bin_statistics(data: BinData, n_bins: int = DEFAULT_BINS) -> BinStatistic
     return stats
 
 
-def plot_reliability(data: BinData, reference: BinStatistics | None = None, *,
-                     n_bins: int = DEFAULT_BINS, title: str | None = None) -> Figure:
+def plot_reliability(
+    data: BinData, reference: BinStatistics | None = None, *, n_bins: int = DEFAULT_BINS, title: str | None = None
+) -> Figure:
     """Top: per-bin accuracy bars, the gap to each bin's mean confidence (hatched), the diagonal
     of perfect calibration and, if given, the reference's per-bin accuracy; bottom: the share of
     samples per confidence bin. The title carries ECE = sum_b |conf_b - correct_b| / N and N."""
     stats = as_bin_statistics(data, n_bins)
     fig = Figure(figsize=(5.0, 6.0))  # fixed margins: constrained layout doubles render time
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={
-        "height_ratios": (3, 1), "left": 0.14, "right": 0.97, "top": 0.89, "bottom": 0.08,
-        "hspace": 0.08})
+    top, bottom = fig.subplots(
+        2,
+        1,
+        sharex=True,
+        gridspec_kw={"height_ratios": (3, 1), "left": 0.14, "right": 0.97, "top": 0.89, "bottom": 0.08, "hspace": 0.08},
+    )
     draw_reliability(top, stats, reference)
     draw_confidence_histogram(bottom, stats)
-    summary = (f"ECE {stats.compute_ece():.4f}, N = {stats.total}" if stats.total
-               else "no labels yet")
+    summary = f"ECE {stats.compute_ece():.4f}, N = {stats.total}" if stats.total else "no labels yet"
     fig.suptitle(summary if title is None else f"{title}\n{summary}")
     return fig
 
@@ -54,15 +57,40 @@ def draw_reliability(ax: Axes, stats: BinStatistics, reference: BinStatistics | 
     edges = bin_edges(stats.n_bins)
     left, width, seen = edges[:-1], np.diff(edges), stats.counts > 0
     accuracy, confidence = stats.bin_accuracy()[seen], stats.bin_confidence()[seen]
-    ax.bar(left[seen], accuracy, width[seen], align="edge", color="tab:blue",
-           edgecolor="black", linewidth=0.5, label="accuracy")
-    ax.bar(left[seen], confidence - accuracy, width[seen], bottom=accuracy, align="edge",
-           color="tab:red", alpha=0.3, hatch="//", edgecolor="tab:red", label="gap to confidence")
+    ax.bar(
+        left[seen],
+        accuracy,
+        width[seen],
+        align="edge",
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy",
+    )
+    ax.bar(
+        left[seen],
+        confidence - accuracy,
+        width[seen],
+        bottom=accuracy,
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        edgecolor="tab:red",
+        label="gap to confidence",
+    )
     ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="gray", label="perfect calibration")
     if reference is not None:
         ref_seen = reference.counts > 0
-        ax.plot(reference.bin_confidence()[ref_seen], reference.bin_accuracy()[ref_seen],
-                marker="o", markersize=3, color="black", linewidth=1, label="reference")
+        ax.plot(
+            reference.bin_confidence()[ref_seen],
+            reference.bin_accuracy()[ref_seen],
+            marker="o",
+            markersize=3,
+            color="black",
+            linewidth=1,
+            label="reference",
+        )
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("accuracy")
@@ -73,8 +101,7 @@ def draw_confidence_histogram(ax: Axes, stats: BinStatistics) -> None:
     """Share of the samples in each confidence bin."""
     edges = bin_edges(stats.n_bins)
     share = stats.counts / max(stats.total, 1)
-    ax.bar(edges[:-1], share, np.diff(edges), align="edge", color="tab:gray", edgecolor="black",
-           linewidth=0.5)
+    ax.bar(edges[:-1], share, np.diff(edges), align="edge", color="tab:gray", edgecolor="black", linewidth=0.5)
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("confidence")
     ax.set_ylabel("share of samples")

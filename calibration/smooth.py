@@ -37,9 +37,7 @@ def check_bandwidth(bandwidth: float) -> float:
     return value
 
 
-def deposit_on_grid(
-    conf: FloatArray, weights: FloatArray, intervals: int = GRID_INTERVALS
-) -> FloatArray:
+def deposit_on_grid(conf: FloatArray, weights: FloatArray, intervals: int = GRID_INTERVALS) -> FloatArray:
     """Linear deposit of w_i at c_i on nodes t_j = j / L: node j gets sum_i w_i hat_j(c_i)."""
     pos = conf * intervals  # exact: L is a power of two
     left = np.minimum(pos.astype(np.intp), intervals - 1)
@@ -60,9 +58,7 @@ def reflect_to_circle(grid: FloatArray) -> FloatArray:
     return np.concatenate([density, density[-2:0:-1]])
 
 
-def gaussian_on_circle(
-    spectrum: NDArray[np.complex128], bandwidth: float, intervals: int
-) -> FloatArray:
+def gaussian_on_circle(spectrum: NDArray[np.complex128], bandwidth: float, intervals: int) -> FloatArray:
     """Node values t_j = j / L' (j = 0..L') of the circle signal convolved with a Gaussian of std s.
 
     The Gaussian's Fourier multiplier exp(-(pi f s)^2 / 2) on the period-2 circle leaves nothing
@@ -82,9 +78,7 @@ def output_intervals(bandwidth: float, finest: int) -> int:
 class SmoothEce:
     """smECE_s for one data set at any bandwidth s, from one grid deposit of the residuals."""
 
-    def __init__(
-        self, conf: FloatArray, correct: FloatArray, intervals: int = GRID_INTERVALS
-    ) -> None:
+    def __init__(self, conf: FloatArray, correct: FloatArray, intervals: int = GRID_INTERVALS) -> None:
         self.n = conf.shape[0]
         self.intervals = intervals
         residual = deposit_on_grid(conf, conf - correct, intervals)
@@ -92,11 +86,7 @@ class SmoothEce:
 
     def at(self, bandwidth: float) -> float:
         """integral_0^1 |sum_i K_s(t, c_i)(c_i - a_i)| dt / n, trapezoid rule on the grid."""
-        nodes = np.abs(
-            gaussian_on_circle(
-                self.spectrum, bandwidth, output_intervals(bandwidth, self.intervals)
-            )
-        )
+        nodes = np.abs(gaussian_on_circle(self.spectrum, bandwidth, output_intervals(bandwidth, self.intervals)))
         return float((nodes.sum() - 0.5 * (nodes[0] + nodes[-1])) / self.n)
 
 
@@ -122,9 +112,7 @@ def fixed_point_bandwidth(smece_at: Callable[[float], float]) -> float:
     return high
 
 
-def smooth_ece_top_label(
-    conf: FloatArray, correct: FloatArray, bandwidth: float | None = None
-) -> float:
+def smooth_ece_top_label(conf: FloatArray, correct: FloatArray, bandwidth: float | None = None) -> float:
     """smECE at the given bandwidth, or at the fixed point s* (Blasiok & Nakkiran 2023)."""
     smece = SmoothEce(conf, correct)
     if bandwidth is not None:
@@ -141,9 +129,7 @@ def soft_bin_membership(conf: FloatArray, n_bins: int, bandwidth: float) -> Floa
     return normalised
 
 
-def sece_top_label(
-    conf: FloatArray, correct: FloatArray, n_bins: int, bandwidth: float | None = None
-) -> float:
+def sece_top_label(conf: FloatArray, correct: FloatArray, n_bins: int, bandwidth: float | None = None) -> float:
     """SECE = sum_m (sum_i o_im / n) |acc_m - conf_m| = (1/n) sum_m |sum_i o_im (a_i - c_i)|.
 
     acc_m, conf_m are the o-weighted means in soft bin m; sigma defaults to 1 / (2M).

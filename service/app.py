@@ -56,9 +56,13 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
                 yield
             await app.state.repository.drain()  # queued requests finish before the monitor flushes
 
-    app = CandorApp(title="Candor", version="0.1.0", lifespan=lifespan,
-                  description="Calibrated probabilities for neural classifiers, with calibration monitoring.",
-                  telemetry=NO_OPENTELEMETRY)
+    app = CandorApp(
+        title="Candor",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Calibrated probabilities for neural classifiers, with calibration monitoring.",
+        telemetry=NO_OPENTELEMETRY,
+    )
     app.state.settings = settings
     app.state.registry = registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)

@@ -64,10 +64,13 @@ class BatchConfig:
             own = getattr(override, name, None)
             return getattr(settings, name) if own is None else own
 
-        return cls(max_batch_size=value("max_batch_size"),
-                   max_queue_delay_s=value("max_queue_delay_ms") / 1000.0,
-                   max_queue_size=value("max_queue_size"), timeout_s=settings.request_timeout_s,
-                   retry_after_s=settings.retry_after_s)
+        return cls(
+            max_batch_size=value("max_batch_size"),
+            max_queue_delay_s=value("max_queue_delay_ms") / 1000.0,
+            max_queue_size=value("max_queue_size"),
+            timeout_s=settings.request_timeout_s,
+            retry_after_s=settings.retry_after_s,
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -143,16 +146,24 @@ class Batcher(Generic[Out]):
         is refused before its body is read, not after."""
         c = self.config
         if self.queued_rows + self._arriving + n > c.max_queue_size:
-            raise QueueFull(f"model '{self.name}' queue is full ({self.queued_rows} of "
-                            f"{c.max_queue_size} instances queued, {self._arriving} arriving); "
-                            "retry later", field="instances", retry_after_s=c.retry_after_s)
+            raise QueueFull(
+                f"model '{self.name}' queue is full ({self.queued_rows} of "
+                f"{c.max_queue_size} instances queued, {self._arriving} arriving); "
+                "retry later",
+                field="instances",
+                retry_after_s=c.retry_after_s,
+            )
 
     def _expire(self, pending: _Pending[Out]) -> None:
         """Deadline timer: fail the request unless it was answered."""
         if not pending.future.done():
-            pending.future.set_exception(DeadlineExceeded(
-                f"no answer within the request deadline of {self.config.timeout_s:g} s",
-                field="request", retry_after_s=self.config.retry_after_s))
+            pending.future.set_exception(
+                DeadlineExceeded(
+                    f"no answer within the request deadline of {self.config.timeout_s:g} s",
+                    field="request",
+                    retry_after_s=self.config.retry_after_s,
+                )
+            )
 
     def _signal(self) -> None:
         if self._changed is not None:
@@ -177,8 +188,7 @@ class Batcher(Generic[Out]):
         if self._changed is None:
             self._changed = asyncio.Event()
         target = min(self.config.max_batch_size, max(self._last_rows, 1))
-        while ((self._arriving or self._queued_rows < target)
-               and self._queued_rows < self.config.max_batch_size):
+        while (self._arriving or self._queued_rows < target) and self._queued_rows < self.config.max_batch_size:
             left = until - loop.time()
             if left <= 0:
                 return
@@ -232,8 +242,9 @@ class Batcher(Generic[Out]):
         finally:
             self._waiting_in_job = 0
 
-    def _call_each(self, loop: asyncio.AbstractEventLoop, chunks: list[list[_Pending[Out]]],
-                   done: asyncio.Future[None]) -> None:
+    def _call_each(
+        self, loop: asyncio.AbstractEventLoop, chunks: list[list[_Pending[Out]]], done: asyncio.Future[None]
+    ) -> None:
         """(worker thread) Run each chunk whose requests are not all answered yet (past their
         deadline); hand its output or exception to the loop, the last one with ``done``."""
         index = 0
@@ -253,12 +264,19 @@ class Batcher(Generic[Out]):
         except BaseException as exc:  # not an Exception: fail what is left, never leave it hanging
             failure = RuntimeError(f"model call interrupted: {exc!r}")
             for rest in range(index, len(chunks)):
-                loop.call_soon_threadsafe(self._deliver, chunks, rest, None, failure,
-                                          done if rest + 1 == len(chunks) else None)
+                loop.call_soon_threadsafe(
+                    self._deliver, chunks, rest, None, failure, done if rest + 1 == len(chunks) else None
+                )
             raise
 
-    def _deliver(self, chunks: list[list[_Pending[Out]]], index: int, out: Out | None,
-                 error: Exception | None, done: asyncio.Future[None] | None = None) -> None:
+    def _deliver(
+        self,
+        chunks: list[list[_Pending[Out]]],
+        index: int,
+        out: Out | None,
+        error: Exception | None,
+        done: asyncio.Future[None] | None = None,
+    ) -> None:
         """(event loop) Chunk ``index`` is done: its requests get their slices of ``out`` (or
         ``error``; neither when it was skipped), and the next chunk leaves the queue's count;
         ``done`` (with the last chunk) ends the job."""
@@ -269,7 +287,7 @@ class Batcher(Generic[Out]):
             if error is not None:
                 _settle(p.future, exception=error)
             elif out is not None:
-                _settle(p.future, result=out[start:start + len(p.rows)])
+                _settle(p.future, result=out[start : start + len(p.rows)])
             start += len(p.rows)
         if done is not None and not done.done():  # after the requests: their handlers run first
             done.set_result(None)
@@ -280,8 +298,7 @@ class Batcher(Generic[Out]):
             await asyncio.shield(self._worker)
 
 
-def _settle(future: asyncio.Future[Out], result: Out | None = None,
-            exception: BaseException | None = None) -> None:
+def _settle(future: asyncio.Future[Out], result: Out | None = None, exception: BaseException | None = None) -> None:
     """Set a future's outcome unless it already has one (expired or cancelled)."""
     if future.done():
         return

@@ -34,12 +34,15 @@ def run_serve(args: argparse.Namespace) -> int:
     from service.errors import ServiceError
     from service.repository import load_from_settings
 
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port,
-                                   "models_dir": args.models_dir}.items() if v is not None}
+    overrides = {
+        k: v for k, v in {"host": args.host, "port": args.port, "models_dir": args.models_dir}.items() if v is not None
+    }
     settings = load_settings(overrides)
     if not settings.models_dir.is_dir():
-        raise ServiceError(f"models directory {settings.models_dir} does not exist: pass --models-dir "
-                           "(or CANDOR_MODELS_DIR) pointing at <name>/<version>/ artifacts")
+        raise ServiceError(
+            f"models directory {settings.models_dir} does not exist: pass --models-dir "
+            "(or CANDOR_MODELS_DIR) pointing at <name>/<version>/ artifacts"
+        )
     check_store_opens(settings)
     repository = load_from_settings(settings)
     if len(repository) == 0:
@@ -49,9 +52,16 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"candor: serving {name} v{version} ({engine.manifest.calibration.kind}, {engine.provider})")
     app = create_app(settings, repository)
     exit_zero_after_drain()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                loop=settings.event_loop, http="httptools", access_log=settings.access_log,
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        loop=settings.event_loop,
+        http="httptools",
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+    )
     return 0
 
 

@@ -80,7 +80,7 @@ def new_prediction_ids(n: int) -> list[str]:
     pages (4x cheaper inserts of 32 rows into a store of 10^5)."""
     stamp = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
     digits = os.urandom(10 * n).hex()
-    return [stamp + digits[20 * i:20 * (i + 1)] for i in range(n)]
+    return [stamp + digits[20 * i : 20 * (i + 1)] for i in range(n)]
 
 
 @dataclass(eq=False)
@@ -118,6 +118,7 @@ class Engine:
         probs = self.predict(batch)
         ids = self.recorder.record(self.manifest.name, self.manifest.version, probs)
         return Served(probs, ids)
+
     @property
     def provider(self) -> str:
         """The execution provider actually in use."""
@@ -143,9 +144,12 @@ class Engine:
         if raw.ndim == len(shape) and shape[0] == 1:
             raw = raw[:, None]  # accept (N, H, W) for single-channel models
         if raw.ndim != len(shape) + 1 or raw.shape[1:] != shape:
-            raise BadRequest(f"each instance must have shape {list(shape)}"
-                             + (f" or {list(shape[1:])}" if shape[0] == 1 else "")
-                             + f", got {list(raw.shape[1:])}", field=field)
+            raise BadRequest(
+                f"each instance must have shape {list(shape)}"
+                + (f" or {list(shape[1:])}" if shape[0] == 1 else "")
+                + f", got {list(raw.shape[1:])}",
+                field=field,
+            )
         pre = self.manifest.preprocessing
         check_finite_and_range(raw, pre.input_range, field)
         gain, offset = self._normalisation
@@ -171,8 +175,9 @@ def check_finite_and_range(raw: NDArray[np.float64], bounds: tuple[float, float]
     outside = (raw < low) | (raw > high)
     if outside.any():
         value = raw[tuple(np.argwhere(outside)[0])]
-        raise BadRequest(f"value {value:g} is outside the input range [{low:g}, {high:g}]",
-                         field=element_path(field, outside))
+        raise BadRequest(
+            f"value {value:g} is outside the input range [{low:g}, {high:g}]", field=element_path(field, outside)
+        )
 
 
 def element_path(field: str, mask: NDArray[np.bool_]) -> str:
@@ -191,13 +196,17 @@ def load_engine(directory: Path, providers: str = "auto", intra_op_threads: int 
 def check_graph_matches(session: ort.InferenceSession, manifest: Manifest, directory: Path) -> None:
     """Input / output names and non-batch dims of the graph must equal the manifest's."""
     where = str(directory / "manifest.json")
-    for kind, spec, graph_io in (("input", manifest.input, session.get_inputs()),
-                                 ("output", manifest.output, session.get_outputs())):
+    for kind, spec, graph_io in (
+        ("input", manifest.input, session.get_inputs()),
+        ("output", manifest.output, session.get_outputs()),
+    ):
         names = {g.name: g for g in graph_io}
         if spec.name not in names:
-            raise ArtifactError(f"graph has no {kind} named '{spec.name}' (has {sorted(names)})",
-                                field=f"{where}: {kind}.name")
+            raise ArtifactError(
+                f"graph has no {kind} named '{spec.name}' (has {sorted(names)})", field=f"{where}: {kind}.name"
+            )
         graph_dims = [d if isinstance(d, int) else None for d in names[spec.name].shape]
         if graph_dims[1:] != spec.shape[1:]:
-            raise ArtifactError(f"graph {kind} shape {graph_dims} does not match manifest {spec.shape}",
-                                field=f"{where}: {kind}.shape")
+            raise ArtifactError(
+                f"graph {kind} shape {graph_dims} does not match manifest {spec.shape}", field=f"{where}: {kind}.shape"
+            )

@@ -33,20 +33,27 @@ def class_name_or_index(value: Any) -> str | int:
         if value < 0:
             raise ValueError(f"class index must be >= 0, got {value}")
         return value
-    raise ValueError(f"must be a class name (string) or a class index (integer), "
-                     f"got {type(value).__name__}")
+    raise ValueError(f"must be a class name (string) or a class index (integer), got {type(value).__name__}")
 
 
-Label = Annotated[str | int, PlainValidator(class_name_or_index), WithJsonSchema({
-    "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
-    "description": "the true class: its name, or its 0-based index in the model's classes"})]
+Label = Annotated[
+    str | int,
+    PlainValidator(class_name_or_index),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+            "description": "the true class: its name, or its 0-based index in the model's classes",
+        }
+    ),
+]
 
 
 class FeedbackLabel(BaseModel):
     """The true class of one served prediction."""
 
-    prediction_id: str = Field(min_length=1, max_length=128,
-                               description="the prediction_id returned with the prediction")
+    prediction_id: str = Field(
+        min_length=1, max_length=128, description="the prediction_id returned with the prediction"
+    )
     label: Label
 
 
@@ -66,8 +73,7 @@ def parse_feedback(body: bytes, max_labels: int) -> list[FeedbackLabel]:
         first = exc.errors()[0]
         raise BadRequest(_message(first), field=field_path(first["loc"])) from exc
     if len(request.labels) > max_labels:
-        raise BadRequest(f"{len(request.labels)} labels exceed the limit of {max_labels} "
-                         "per request", field="labels")
+        raise BadRequest(f"{len(request.labels)} labels exceed the limit of {max_labels} per request", field="labels")
     return request.labels
 
 
@@ -84,8 +90,7 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path or "body"
 
 
-def label_index(label: str | int, record: PredictionRecord | None, classes: Classes,
-                field: str) -> int:
+def label_index(label: str | int, record: PredictionRecord | None, classes: Classes, field: str) -> int:
     """The class index of ``label`` for the model version that made the prediction (an unknown
     prediction keeps any index: it will be counted unknown)."""
     if record is None:
@@ -94,39 +99,41 @@ def label_index(label: str | int, record: PredictionRecord | None, classes: Clas
     if names is None:
         if isinstance(label, int):
             return label  # a version never loaded here: the index cannot be checked
-        raise BadRequest(f"model '{record.model}' version '{record.version}' is not loaded on "
-                         "this replica, so its class names are unknown; send the class index",
-                         field=field)
+        raise BadRequest(
+            f"model '{record.model}' version '{record.version}' is not loaded on "
+            "this replica, so its class names are unknown; send the class index",
+            field=field,
+        )
     return _index_in(label, names, record, field)
 
 
-def _index_in(label: str | int, names: dict[str, int], record: PredictionRecord,
-              field: str) -> int:
+def _index_in(label: str | int, names: dict[str, int], record: PredictionRecord, field: str) -> int:
     """Index of a class name (``names`` maps name -> index), or a checked index."""
     where = f"model '{record.model}' version '{record.version}'"
     if isinstance(label, int):
         if label >= len(names):
-            raise BadRequest(f"class index {label} is out of range: {where} has {len(names)} "
-                             "classes", field=field)
+            raise BadRequest(f"class index {label} is out of range: {where} has {len(names)} classes", field=field)
         return label
     index = names.get(label)
     if index is None:
-        shown = ", ".join(list(names)[:SHOWN_CLASSES]) + (", ..." if len(names) > SHOWN_CLASSES
-                                                          else "")
+        shown = ", ".join(list(names)[:SHOWN_CLASSES]) + (", ..." if len(names) > SHOWN_CLASSES else "")
         raise BadRequest(f"'{label}' is not a class of {where} ({shown})", field=field)
     return index
 
 
-def label_pairs(labels: Sequence[FeedbackLabel], records: Mapping[str, PredictionRecord],
-                classes: Classes) -> list[tuple[str, int]]:
+def label_pairs(
+    labels: Sequence[FeedbackLabel], records: Mapping[str, PredictionRecord], classes: Classes
+) -> list[tuple[str, int]]:
     """(prediction_id, class index) for every label; BadRequest names the first bad one."""
-    return [(item.prediction_id, label_index(item.label, records.get(item.prediction_id), classes,
-                                             f"labels[{i}].label"))
-            for i, item in enumerate(labels)]
+    return [
+        (item.prediction_id, label_index(item.label, records.get(item.prediction_id), classes, f"labels[{i}].label"))
+        for i, item in enumerate(labels)
+    ]
 
 
-def record_feedback_group(monitor: Monitor, classes: Classes,
-                          requests: list[list[FeedbackLabel]]) -> list[FeedbackResult | Exception]:
+def record_feedback_group(
+    monitor: Monitor, classes: Classes, requests: list[list[FeedbackLabel]]
+) -> list[FeedbackResult | Exception]:
     """Check each request's labels (a bad label fails its own request only), then join every
     valid request's labels in one store call (blocking: run in the thread pool)."""
     records = monitor.lookup([item.prediction_id for labels in requests for item in labels])
@@ -146,7 +153,8 @@ class FeedbackRecorder:
 
     def __init__(self, monitor: Monitor, classes: Classes) -> None:
         self._commit: GroupCommit[list[FeedbackLabel], FeedbackResult] = GroupCommit(
-            partial(record_feedback_group, monitor, classes))
+            partial(record_feedback_group, monitor, classes)
+        )
 
     async def record(self, labels: list[FeedbackLabel]) -> FeedbackResult:
         """The request's counts once its labels are durably joined (BadRequest if one is bad)."""

@@ -18,12 +18,19 @@ class HttpMetrics:
     ``candor_http_requests_in_flight`` (received, not yet answered)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("candor_http_requests", "HTTP requests answered",
-                                ["route", "method", "status"], registry=registry)
-        self.latency = Histogram("candor_http_request_duration_seconds", "Time to answer a request",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.in_flight = Gauge("candor_http_requests_in_flight", "HTTP requests received and not yet answered",
-                               registry=registry)
+        self.requests = Counter(
+            "candor_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "candor_http_request_duration_seconds",
+            "Time to answer a request",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "candor_http_requests_in_flight", "HTTP requests received and not yet answered", registry=registry
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:

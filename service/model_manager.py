@@ -44,14 +44,16 @@ class IndexEntry:
 class ModelManager:
     """Owns changes to a Repository after start-up; ``on_change`` runs after each swap."""
 
-    def __init__(self, repository: Repository, settings: Settings,
-                 on_change: Callable[[Repository], None] | None = None) -> None:
+    def __init__(
+        self, repository: Repository, settings: Settings, on_change: Callable[[Repository], None] | None = None
+    ) -> None:
         self.repository = repository
         self.settings = settings
         self.on_change = on_change
         self._lock = asyncio.Lock()
         self._loaded: dict[str, Fingerprint] = {
-            name: model_fingerprint(settings.models_dir, name) for name in repository.models}
+            name: model_fingerprint(settings.models_dir, name) for name in repository.models
+        }
         self._refused: dict[str, Fingerprint] = {}
         self._stamps = {str(e.directory): _stamp(e.directory) for e in repository.engines()}
 
@@ -87,12 +89,12 @@ class ModelManager:
             raise ModelNotFound(f"'{name}' is not a valid model name", field="model_name")
         directories = artifact_directories(self.settings.models_dir, name)
         if not directories:
-            raise ModelNotFound(f"no artifact for model '{name}' under {self.settings.models_dir}",
-                                field="model_name")
+            raise ModelNotFound(f"no artifact for model '{name}' under {self.settings.models_dir}", field="model_name")
         return directories
 
-    def _build(self, name: str, directories: list[Path],
-               current: dict[str, Engine]) -> tuple[dict[str, Engine], dict[str, int]]:
+    def _build(
+        self, name: str, directories: list[Path], current: dict[str, Engine]
+    ) -> tuple[dict[str, Engine], dict[str, int]]:
         """Engines for every directory (blocking): unchanged ones reused, the others verified;
         with the file stamps they were loaded at."""
         reusable = {str(e.directory): e for e in current.values()}
@@ -115,8 +117,10 @@ class ModelManager:
             raise LoadRefused(f"refused {directory}: {exc}", field=str(directory / MANIFEST_FILE)) from exc
         m = engine.manifest
         if m.name != name or m.version != directory.name:
-            raise LoadRefused(f"manifest says {m.name}/{m.version} but the artifact is in {directory}",
-                              field=str(directory / MANIFEST_FILE))
+            raise LoadRefused(
+                f"manifest says {m.name}/{m.version} but the artifact is in {directory}",
+                field=str(directory / MANIFEST_FILE),
+            )
         return engine
 
     def _changed(self) -> None:
@@ -130,11 +134,16 @@ class ModelManager:
             name, version = directory.parent.name, directory.name
             served = self.repository.models.get(name, {}).get(version)
             ready = served is not None and str(served.directory) == str(directory)
-            entries.append(IndexEntry(name, version, "READY" if ready else "UNAVAILABLE",
-                                      "" if ready else "not loaded"))
+            entries.append(
+                IndexEntry(name, version, "READY" if ready else "UNAVAILABLE", "" if ready else "not loaded")
+            )
         on_disk = {(e.name, e.version) for e in entries}
-        entries += [IndexEntry(n, v, "READY", "served; no longer on disk")
-                    for n, vs in self.repository.models.items() for v in vs if (n, v) not in on_disk]
+        entries += [
+            IndexEntry(n, v, "READY", "served; no longer on disk")
+            for n, vs in self.repository.models.items()
+            for v in vs
+            if (n, v) not in on_disk
+        ]
         return sorted(entries, key=lambda e: (e.name, int(e.version)))
 
     async def sync(self) -> None:
@@ -173,8 +182,9 @@ def model_fingerprint(models_dir: Path, name: str) -> Fingerprint:
     for directory in artifact_directories(models_dir, name):
         files = [directory / MANIFEST_FILE, *(p for p in directory.glob("*.onnx"))]
         stats = [f.stat() for f in files if f.exists()]
-        entries.append((directory.name, len(stats), sum(s.st_size for s in stats),
-                        max(s.st_mtime_ns for s in stats), len(files)))
+        entries.append(
+            (directory.name, len(stats), sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats), len(files))
+        )
     return tuple(entries)
 
 

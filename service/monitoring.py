@@ -49,8 +49,7 @@ def sqlite_path(settings: Settings) -> Path:
 def open_store(settings: Settings) -> PredictionStore:
     """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created),
     behind its pending log unless ``store_log`` is off (service.monitor.pending_log)."""
-    limits = StoreLimits(retention_seconds=settings.retention_seconds,
-                         capacity=settings.store_capacity)
+    limits = StoreLimits(retention_seconds=settings.retention_seconds, capacity=settings.store_capacity)
     url = settings.store_url
     if url is not None and url.startswith(("redis://", "rediss://")):
         from service.monitor.redis_store import RedisStore
@@ -70,9 +69,11 @@ def open_store(settings: Settings) -> PredictionStore:
 
 def monitor_config(settings: Settings) -> MonitorConfig:
     """Window length and buckets, and the drift test's minimum labels, from the settings."""
-    return MonitorConfig(window_seconds=settings.monitor_window_seconds,
-                         n_buckets=settings.monitor_buckets,
-                         drift=DriftConfig(min_labels=settings.drift_min_labels))
+    return MonitorConfig(
+        window_seconds=settings.monitor_window_seconds,
+        n_buckets=settings.monitor_buckets,
+        drift=DriftConfig(min_labels=settings.drift_min_labels),
+    )
 
 
 @dataclass(eq=False)
@@ -103,8 +104,9 @@ class Monitoring:
 
 
 @asynccontextmanager
-async def open_monitoring(settings: Settings, repository: Repository,
-                          registry: CollectorRegistry) -> AsyncIterator[Monitoring]:
+async def open_monitoring(
+    settings: Settings, repository: Repository, registry: CollectorRegistry
+) -> AsyncIterator[Monitoring]:
     """Monitoring for the app's lifetime; on exit the last write finishes and the store closes."""
     store = open_store(settings)
     try:
@@ -128,5 +130,4 @@ def install_monitor_error_handler(app: FastAPI) -> None:
     @app.exception_handler(MonitorError)
     async def monitor_error(_: Request, exc: MonitorError) -> JSONResponse:
         headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
-        return JSONResponse({"error": str(exc), "field": None}, status_code=exc.status_code,
-                            headers=headers)
+        return JSONResponse({"error": str(exc), "field": None}, status_code=exc.status_code, headers=headers)

@@ -58,8 +58,9 @@ class Repository:
         if version is None:
             return self._default(name, versions)
         if version not in versions:
-            raise ModelNotFound(f"model '{name}' has no version '{version}'; loaded: {sorted(versions, key=int)}",
-                                field="model_version")
+            raise ModelNotFound(
+                f"model '{name}' has no version '{version}'; loaded: {sorted(versions, key=int)}", field="model_version"
+            )
         return versions[version]
 
     def _default(self, name: str, versions: Mapping[str, Engine]) -> Engine:
@@ -68,8 +69,11 @@ class Repository:
         if pinned is None:
             return versions[max(versions, key=int)]
         if pinned not in versions:
-            raise ModelNotFound(f"pinned default version '{pinned}' of model '{name}' is not loaded; "
-                                f"loaded: {sorted(versions, key=int)}", field="model_version")
+            raise ModelNotFound(
+                f"pinned default version '{pinned}' of model '{name}' is not loaded; "
+                f"loaded: {sorted(versions, key=int)}",
+                field="model_version",
+            )
         return versions[pinned]
 
     def engines(self) -> list[Engine]:
@@ -88,17 +92,27 @@ class Repository:
 
 def artifact_directories(models_dir: Path, name: str = "*") -> list[Path]:
     """Every <name>/<version>/ directory holding a manifest.json (hidden staging dirs skipped)."""
-    return sorted(p.parent for p in models_dir.glob(f"{name}/*/{MANIFEST_FILE}")
-                  if not p.parent.name.startswith(".") and not p.parent.parent.name.startswith("."))
+    return sorted(
+        p.parent
+        for p in models_dir.glob(f"{name}/*/{MANIFEST_FILE}")
+        if not p.parent.name.startswith(".") and not p.parent.parent.name.startswith(".")
+    )
 
 
-def load_repository(models_dir: Path, providers: str = "auto", intra_op_threads: int = 0,
-                    batching: BatchConfig | None = None,
-                    default_versions: Mapping[str, str] | None = None,
-                    model_batching: Mapping[str, BatchConfig] | None = None) -> Repository:
+def load_repository(
+    models_dir: Path,
+    providers: str = "auto",
+    intra_op_threads: int = 0,
+    batching: BatchConfig | None = None,
+    default_versions: Mapping[str, str] | None = None,
+    model_batching: Mapping[str, BatchConfig] | None = None,
+) -> Repository:
     """Load and verify every artifact; the first bad one raises an error naming its file and field."""
-    repository = Repository(batching=batching or BatchConfig(), default_versions=dict(default_versions or {}),
-                            model_batching=dict(model_batching or {}))
+    repository = Repository(
+        batching=batching or BatchConfig(),
+        default_versions=dict(default_versions or {}),
+        model_batching=dict(model_batching or {}),
+    )
     for directory in artifact_directories(models_dir):
         repository.add(load_engine(directory, providers, intra_op_threads))
     return repository
@@ -107,6 +121,11 @@ def load_repository(models_dir: Path, providers: str = "auto", intra_op_threads:
 def load_from_settings(settings: Settings) -> Repository:
     """``load_repository`` with the providers, threads, batching (global and per model) and pinned
     versions of settings."""
-    return load_repository(settings.models_dir, settings.providers, settings.intra_op_threads,
-                           BatchConfig.from_settings(settings), settings.default_versions,
-                           {name: BatchConfig.from_settings(settings, name) for name in settings.model_batching})
+    return load_repository(
+        settings.models_dir,
+        settings.providers,
+        settings.intra_op_threads,
+        BatchConfig.from_settings(settings),
+        settings.default_versions,
+        {name: BatchConfig.from_settings(settings, name) for name in settings.model_batching},
+    )

@@ -33,8 +33,7 @@ def check_bearer(settings: Settings, token: str | None) -> None:
         return
     given = b"" if token is None else token.encode()
     if not hmac.compare_digest(given, expected.get_secret_value().encode()):
-        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required",
-                           field="Authorization")
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required", field="Authorization")
 
 
 async def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
@@ -57,5 +56,9 @@ AdminAuth = Depends(require_admin)
 def install_cors(app: FastAPI, settings: Settings) -> None:
     """CORS only for the configured origins (none by default: no CORS headers at all)."""
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )

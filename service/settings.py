@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     providers: Literal["auto", "cpu", "cuda"] = Field(
-        default="auto", description="auto: CUDA when it actually loads, else CPU")
+        default="auto", description="auto: CUDA when it actually loads, else CPU"
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads (0: default)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_instances: int = Field(default=1024, ge=1, description="instances per request")
@@ -38,80 +39,88 @@ class Settings(BaseSettings):
     # serving: dynamic batching, backpressure, deadlines (service/batching.py)
     # CPU defaults: small batches, no wait. The event loop parses the next batch's requests while
     # the model runs this one; one large batch leaves the two taking turns (docs/benchmarks.md).
-    max_batch_size: int = Field(
-        default=8, ge=1, description="most instances coalesced into one ONNX Runtime call")
+    max_batch_size: int = Field(default=8, ge=1, description="most instances coalesced into one ONNX Runtime call")
     max_queue_delay_ms: float = Field(
-        default=0.0, ge=0, description="longest wait for announced requests to join a batch")
-    max_queue_size: int = Field(
-        default=1024, ge=1, description="instances queued per model version; beyond: 503")
+        default=0.0, ge=0, description="longest wait for announced requests to join a batch"
+    )
+    max_queue_size: int = Field(default=1024, ge=1, description="instances queued per model version; beyond: 503")
     model_batching: dict[str, ModelBatching] = Field(
-        default_factory=dict, description='per-model overrides of the three settings above, e.g. '
-        '{"resnet18": {"max_batch_size": 16, "max_queue_delay_ms": 20}}')
-    request_timeout_s: float = Field(
-        default=30.0, gt=0, description="per-request deadline; past it: 503")
+        default_factory=dict,
+        description="per-model overrides of the three settings above, e.g. "
+        '{"resnet18": {"max_batch_size": 16, "max_queue_delay_ms": 20}}',
+    )
+    request_timeout_s: float = Field(default=30.0, gt=0, description="per-request deadline; past it: 503")
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After (seconds) sent with 503")
-    shutdown_timeout_s: float = Field(
-        default=30.0, gt=0, description="SIGTERM: longest drain of in-flight requests")
+    shutdown_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM: longest drain of in-flight requests")
     # versions and hot reload (service/model_manager.py)
     default_versions: dict[str, str] = Field(
-        default_factory=dict, description='version for unversioned calls, e.g. {"digits-cnn": "1"}')
-    watch_models: bool = Field(
-        default=False, description="poll models_dir and reload changed artifacts")
+        default_factory=dict, description='version for unversioned calls, e.g. {"digits-cnn": "1"}'
+    )
+    watch_models: bool = Field(default=False, description="poll models_dir and reload changed artifacts")
     watch_interval_s: float = Field(default=2.0, gt=0, description="polling interval of watch_models")
     # security (service/security.py)
     auth_token: SecretStr | None = Field(
-        default=None, description="bearer token for feedback and repository endpoints (never logged)")
+        default=None, description="bearer token for feedback and repository endpoints (never logged)"
+    )
     auth_inference: bool = Field(default=False, description="require the token for inference too")
-    cors_origins: list[str] = Field(
-        default_factory=list, description="allowed CORS origins; empty: CORS off")
-    access_log: bool = Field(
-        default=False, description="uvicorn access log (method, path, status; never payloads)")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins; empty: CORS off")
+    access_log: bool = Field(default=False, description="uvicorn access log (method, path, status; never payloads)")
     event_loop: Literal["asyncio", "uvloop"] = Field(
-        default="asyncio", description="uvicorn's event loop. asyncio keeps answering new connections "
+        default="asyncio",
+        description="uvicorn's event loop. asyncio keeps answering new connections "
         "under overload; uvloop, saturated by 1024 connections, left a new connection unanswered for "
-        "10 s and more, and was no faster here otherwise (docs/benchmarks.md)")
+        "10 s and more, and was no faster here otherwise (docs/benchmarks.md)",
+    )
     # calibration monitor (service/monitoring.py): prediction store and windows
-    state_dir: Path = Field(
-        default=Path(".candor"), description="directory of the default SQLite store (created)")
+    state_dir: Path = Field(default=Path(".candor"), description="directory of the default SQLite store (created)")
     store_url: str | None = Field(
-        default=None, description="sqlite:///ABS/PATH or redis://host:port/db; "
-                                  "default: sqlite in state_dir/predictions.db")
+        default=None,
+        description="sqlite:///ABS/PATH or redis://host:port/db; default: sqlite in state_dir/predictions.db",
+    )
     store_sync: Literal["normal", "full"] = Field(
-        default="normal", description="SQLite durability: normal (WAL, no fsync per commit) keeps "
-                                      "every answered prediction across kill -9 and restarts; full also "
-                                      "fsyncs each commit, surviving power loss, at ~4 ms per commit")
+        default="normal",
+        description="SQLite durability: normal (WAL, no fsync per commit) keeps "
+        "every answered prediction across kill -9 and restarts; full also "
+        "fsyncs each commit, surviving power loss, at ~4 ms per commit",
+    )
     store_log: bool = Field(
-        default=True, description="SQLite store: a served prediction is appended to a log beside the "
-                                  "file (one write) and moved into it in bulk, instead of one SQLite "
-                                  "transaction per model call; one process per store file. false: "
-                                  "several processes may share the file")
+        default=True,
+        description="SQLite store: a served prediction is appended to a log beside the "
+        "file (one write) and moved into it in bulk, instead of one SQLite "
+        "transaction per model call; one process per store file. false: "
+        "several processes may share the file",
+    )
     retention_seconds: float = Field(
-        default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired")
+        default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired"
+    )
     store_capacity: int = Field(
-        default=10_000_000, ge=1, description="predictions kept; beyond, the oldest are evicted")
-    monitor_window_seconds: float = Field(
-        default=3600.0, gt=0, description="sliding calibration window")
+        default=10_000_000, ge=1, description="predictions kept; beyond, the oldest are evicted"
+    )
+    monitor_window_seconds: float = Field(default=3600.0, gt=0, description="sliding calibration window")
     monitor_buckets: int = Field(default=60, ge=1, description="time buckets per window")
     drift_min_labels: int = Field(
-        default=200, ge=1, description="fewer labels in the window: drift verdict insufficient_data")
-    max_feedback_labels: int = Field(
-        default=10_000, ge=1, description="labels per POST /v1/feedback")
+        default=200, ge=1, description="fewer labels in the window: drift verdict insufficient_data"
+    )
+    max_feedback_labels: int = Field(default=10_000, ge=1, description="labels per POST /v1/feedback")
 
     @field_validator("store_url")
     @classmethod
     def _store_url_has_a_known_scheme(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("sqlite:///", "redis://", "rediss://")):
-            raise ValueError("must start with sqlite:/// (then an absolute path), redis:// "
-                             "or rediss://")
+            raise ValueError("must start with sqlite:/// (then an absolute path), redis:// or rediss://")
         return url
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:
         queues = {"max_queue_size": self.max_queue_size} | {
             f"model_batching.{name}.max_queue_size": override.max_queue_size
-            for name, override in self.model_batching.items() if override.max_queue_size is not None}
+            for name, override in self.model_batching.items()
+            if override.max_queue_size is not None
+        }
         for where, size in queues.items():
             if size < self.max_instances:
-                raise ValueError(f"{where} ({size}) must be >= max_instances "
-                                 f"({self.max_instances}), or large requests could never be queued")
+                raise ValueError(
+                    f"{where} ({size}) must be >= max_instances "
+                    f"({self.max_instances}), or large requests could never be queued"
+                )
         return self

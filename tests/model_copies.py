@@ -48,12 +48,13 @@ def break_onnx(directory: Path) -> str:
 
 def break_output_shape(directory: Path) -> str:
     """The manifest declares 11 classes; the graph still outputs 10."""
+
     def eleven(m: dict) -> None:
         m["classes"] = [*m["classes"], "extra"]
         m["output"]["shape"] = [None, len(m["classes"])]
+
     edit_manifest(directory, eleven)
     return "output.shape"
 
 
-BREAKERS = {"sha256": break_sha256, "schema": break_schema, "onnx": break_onnx,
-            "output_shape": break_output_shape}
+BREAKERS = {"sha256": break_sha256, "schema": break_schema, "onnx": break_onnx, "output_shape": break_output_shape}

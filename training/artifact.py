@@ -60,31 +60,42 @@ def check_batches_agree(graph: onnx.ModelProto, x: np.ndarray, expected: np.ndar
         diff = float(np.abs(run_onnx(graph, x[:batch]) - expected[:batch]).max())
         worst = max(worst, diff)
         if diff > PARITY_TOLERANCE:
-            raise ExportParityError(f"ONNX Runtime differs from the reference by {diff:.2e} at batch {batch} "
-                                    f"(tolerance {PARITY_TOLERANCE:.0e}); no artifact written")
+            raise ExportParityError(
+                f"ONNX Runtime differs from the reference by {diff:.2e} at batch {batch} "
+                f"(tolerance {PARITY_TOLERANCE:.0e}); no artifact written"
+            )
     return worst
 
 
-def reference_figures(probs: np.ndarray, labels: np.ndarray,
-                      split: str = "test") -> ReferenceFigures:
+def reference_figures(probs: np.ndarray, labels: np.ndarray, split: str = "test") -> ReferenceFigures:
     """Calibration figures, per-bin sums and confidence histogram on held-out data."""
     stats = bin_statistics(probs, labels, DEFAULT_BINS)
     return ReferenceFigures(
-        split=split, n=int(labels.shape[0]), accuracy=accuracy(probs, labels), ece=ece(probs, labels),  # type: ignore[arg-type]
-        adaptive_ece=adaptive_ece(probs, labels), classwise_ece=classwise_ece(probs, labels),
-        nll=nll(probs, labels), brier=brier(probs, labels),
-        bins=ReliabilityBins(n_bins=stats.n_bins, counts=stats.counts.tolist(),
-                             confidence_sums=stats.confidence_sums.tolist(),
-                             correct_sums=stats.correct_sums.tolist()),
+        split=split,
+        n=int(labels.shape[0]),
+        accuracy=accuracy(probs, labels),
+        ece=ece(probs, labels),  # type: ignore[arg-type]
+        adaptive_ece=adaptive_ece(probs, labels),
+        classwise_ece=classwise_ece(probs, labels),
+        nll=nll(probs, labels),
+        brier=brier(probs, labels),
+        bins=ReliabilityBins(
+            n_bins=stats.n_bins,
+            counts=stats.counts.tolist(),
+            confidence_sums=stats.confidence_sums.tolist(),
+            correct_sums=stats.correct_sums.tolist(),
+        ),
         confidence_histogram=ConfidenceHistogram(
-            edges=bin_edges(DEFAULT_BINS).tolist(), fractions=(stats.counts / stats.total).tolist()),
+            edges=bin_edges(DEFAULT_BINS).tolist(), fractions=(stats.counts / stats.total).tolist()
+        ),
     )
 
 
 def uncalibrated_figures(probs: np.ndarray, labels: np.ndarray) -> UncalibratedFigures:
     """The network's own softmax on the same split (before the map)."""
-    return UncalibratedFigures(accuracy=accuracy(probs, labels), ece=ece(probs, labels),
-                               nll=nll(probs, labels), brier=brier(probs, labels))
+    return UncalibratedFigures(
+        accuracy=accuracy(probs, labels), ece=ece(probs, labels), nll=nll(probs, labels), brier=brier(probs, labels)
+    )
 
 
 def refuse_existing(target: Path, force: bool) -> None:
@@ -102,8 +113,10 @@ def check_name_and_version(name: str, version: str) -> None:
     for option, (value, field) in rules.items():
         pattern = next(m.pattern for m in field.metadata if hasattr(m, "pattern"))
         if not re.fullmatch(pattern, value):
-            raise TrainingError(f"{option} {value!r} is not allowed: it must match {pattern} "
-                                "(e.g. --name fashion-mnist-cnn --version 2)")
+            raise TrainingError(
+                f"{option} {value!r} is not allowed: it must match {pattern} "
+                "(e.g. --name fashion-mnist-cnn --version 2)"
+            )
 
 
 def publish_artifact(graph: onnx.ModelProto, fields: dict[str, Any], target: Path) -> Path:

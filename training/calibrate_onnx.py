@@ -49,8 +49,9 @@ def load_npz(path: Path) -> LabelledArrays:
         with np.load(path, allow_pickle=False) as data:
             missing = {"x", "y"} - set(data.files)
             if missing:
-                raise TrainingError(f"{path}: missing array(s) {sorted(missing)}; "
-                                    "save with np.savez(path, x=..., y=...)")
+                raise TrainingError(
+                    f"{path}: missing array(s) {sorted(missing)}; save with np.savez(path, x=..., y=...)"
+                )
             x, y = data["x"].astype(np.float32), data["y"]
             classes = [str(c) for c in data["classes"]] if "classes" in data.files else None
     except (OSError, ValueError) as exc:
@@ -77,12 +78,22 @@ def split_for_reference(data: LabelledArrays, seed: int = 0) -> tuple[LabelledAr
     """Seeded halves: one to fit the map, one to measure it (used when no --test file is given)."""
     order = np.random.default_rng(seed).permutation(len(data.y))
     fit, held = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
-    return (LabelledArrays(data.x[fit], data.y[fit], data.classes),
-            LabelledArrays(data.x[held], data.y[held], data.classes))
+    return (
+        LabelledArrays(data.x[fit], data.y[fit], data.classes),
+        LabelledArrays(data.x[held], data.y[held], data.classes),
+    )
 
 
-def calibrate_onnx(model_path: Path, val_path: Path, method: str, name: str, version: str,
-                   models_dir: Path, test_path: Path | None = None, force: bool = False) -> Path:
+def calibrate_onnx(
+    model_path: Path,
+    val_path: Path,
+    method: str,
+    name: str,
+    version: str,
+    models_dir: Path,
+    test_path: Path | None = None,
+    force: bool = False,
+) -> Path:
     """Fit the map on validation logits, fuse it, verify parity and publish models/<name>/<version>/."""
     target = models_dir / name / version
     refuse_existing(target, force)
@@ -95,18 +106,32 @@ def calibrate_onnx(model_path: Path, val_path: Path, method: str, name: str, ver
     graph = append_calibration_map(model, cmap, num_classes)
     check_batches_agree(graph, fit.x[:64], apply_map(logits[:64], cmap))
     held_logits = run_onnx(model, held.x)
-    return publish_artifact(graph, dict(
-        name=name, version=version, created_at=datetime.now(UTC),
-        input=TensorSpec(name=graph.graph.input[0].name, shape=[None, *fit.x.shape[1:]]),
-        output=TensorSpec(name="probabilities", shape=[None, num_classes]),
-        preprocessing=identity_preprocessing(fit.x),
-        classes=class_names(val, num_classes, val_path), calibration=cmap,
-        training=TrainingInfo(data=f"npz:{val_path.name}", architecture=f"onnx:{model_path.name}",
-                              loss="unknown", epochs=0, seed=0, validation_size=len(fit.y)),
-        reference=reference_figures(apply_map(held_logits, cmap), held.y,
-                                    split="test" if test_path else "validation"),
-        reference_uncalibrated=uncalibrated_figures(softmax(held_logits), held.y),
-    ), target)
+    return publish_artifact(
+        graph,
+        dict(
+            name=name,
+            version=version,
+            created_at=datetime.now(UTC),
+            input=TensorSpec(name=graph.graph.input[0].name, shape=[None, *fit.x.shape[1:]]),
+            output=TensorSpec(name="probabilities", shape=[None, num_classes]),
+            preprocessing=identity_preprocessing(fit.x),
+            classes=class_names(val, num_classes, val_path),
+            calibration=cmap,
+            training=TrainingInfo(
+                data=f"npz:{val_path.name}",
+                architecture=f"onnx:{model_path.name}",
+                loss="unknown",
+                epochs=0,
+                seed=0,
+                validation_size=len(fit.y),
+            ),
+            reference=reference_figures(
+                apply_map(held_logits, cmap), held.y, split="test" if test_path else "validation"
+            ),
+            reference_uncalibrated=uncalibrated_figures(softmax(held_logits), held.y),
+        ),
+        target,
+    )
 
 
 def identity_preprocessing(x: np.ndarray) -> Preprocessing:

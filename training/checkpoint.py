@@ -95,9 +95,7 @@ def save_atomically(record: dict[str, Any], path: Path) -> None:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """torch.load with weights_only=True; a missing file says how to make one."""
     if not path.is_file():
-        raise RunDirectoryError(
-            f"{path} not found: train first with `candor train --out {path.parent}`"
-        )
+        raise RunDirectoryError(f"{path} not found: train first with `candor train --out {path.parent}`")
     record: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     return record
 
@@ -128,19 +126,16 @@ def resume_record(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
     record = read_checkpoint(path)
     if "optimizer_state" not in record:
         raise RunDirectoryError(
-            f"--resume: {path} holds no training state (written by an older "
-            "candor); start a new run with another --out"
+            f"--resume: {path} holds no training state (written by an older candor); start a new run with another --out"
         )
     saved = TrainConfig(**record["config"])
     changed = config.differences(saved)
     if changed:
         detail = ", ".join(
-            f"{name} {getattr(config, name)!r} (checkpoint {getattr(saved, name)!r})"
-            for name in changed
+            f"{name} {getattr(config, name)!r} (checkpoint {getattr(saved, name)!r})" for name in changed
         )
         raise TrainingError(
-            f"--resume: options differ from the checkpoint's: {detail}; "
-            "resume with the original options"
+            f"--resume: options differ from the checkpoint's: {detail}; resume with the original options"
         )
     return record
 
@@ -149,6 +144,5 @@ def refuse_existing_run(run_dir: Path) -> None:
     """A fresh run must not overwrite or append to another run's files."""
     if (run_dir / LAST_CHECKPOINT).exists():
         raise RunDirectoryError(
-            f"--out {run_dir} already holds a run: pass --resume to continue "
-            "it, or choose another --out"
+            f"--out {run_dir} already holds a run: pass --resume to continue it, or choose another --out"
         )

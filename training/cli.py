@@ -14,9 +14,7 @@ def add_training_commands(commands: Any) -> None:
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
 
-    calibrate = commands.add_parser(
-        "calibrate", help="fit the post-hoc map on the run's validation split"
-    )
+    calibrate = commands.add_parser("calibrate", help="fit the post-hoc map on the run's validation split")
     calibrate.add_argument("run", type=Path, help="run directory written by `candor train`")
     calibrate.add_argument(
         "--method",
@@ -29,18 +27,14 @@ def add_training_commands(commands: Any) -> None:
     foreign = commands.add_parser(
         "calibrate-onnx", help="calibrate any ONNX classifier that outputs logits (no torch needed)"
     )
-    foreign.add_argument(
-        "model", type=Path, help="ONNX file with one float32 input and one (N, K) logits output"
-    )
+    foreign.add_argument("model", type=Path, help="ONNX file with one float32 input and one (N, K) logits output")
     foreign.add_argument(
         "--val",
         type=Path,
         required=True,
         help=".npz with x (model-ready inputs), y, optional classes",
     )
-    foreign.add_argument(
-        "--test", type=Path, help=".npz for the reference figures (default: half of --val)"
-    )
+    foreign.add_argument("--test", type=Path, help=".npz for the reference figures (default: half of --val)")
     foreign.add_argument("--method", default="best", choices=["ts", "fts", "best"])
     foreign.add_argument("--name", required=True)
     foreign.add_argument("--version", required=True)
@@ -48,25 +42,15 @@ def add_training_commands(commands: Any) -> None:
     foreign.add_argument("--force", action="store_true", help="replace an existing version")
     foreign.set_defaults(handler=run_calibrate_onnx)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="every metric before/after the map, through ONNX Runtime"
-    )
-    evaluate.add_argument(
-        "target", type=Path, help="artifact directory (models/<name>/<version>) or run directory"
-    )
+    evaluate = commands.add_parser("evaluate", help="every metric before/after the map, through ONNX Runtime")
+    evaluate.add_argument("target", type=Path, help="artifact directory (models/<name>/<version>) or run directory")
     evaluate.add_argument("--split", default="test", choices=["test", "validation"])
     evaluate.add_argument("--out", type=Path, required=True, help="report directory")
-    evaluate.add_argument(
-        "--ci", action="store_true", help="95%% bootstrap intervals for every metric"
-    )
-    evaluate.add_argument(
-        "--resamples", type=int, default=200, help="bootstrap resamples with --ci"
-    )
+    evaluate.add_argument("--ci", action="store_true", help="95%% bootstrap intervals for every metric")
+    evaluate.add_argument("--resamples", type=int, default=200, help="bootstrap resamples with --ci")
     evaluate.set_defaults(handler=run_evaluate)
 
-    export = commands.add_parser(
-        "export", help="write models/<name>/<version>/ (fused ONNX + manifest)"
-    )
+    export = commands.add_parser("export", help="write models/<name>/<version>/ (fused ONNX + manifest)")
     export.add_argument("run", type=Path, help="calibrated run directory")
     export.add_argument("--name", required=True, help="model name, e.g. fashion-mnist-cnn")
     export.add_argument("--version", required=True, help="positive integer version")
@@ -82,9 +66,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
         default="fashion-mnist",
         help="fashion-mnist | digits | npz:PATH | folder:PATH | cifar10:DIR",
     )
-    train.add_argument(
-        "--model", dest="architecture", default="small-cnn", help="small-cnn | resnet18"
-    )
+    train.add_argument("--model", dest="architecture", default="small-cnn", help="small-cnn | resnet18")
     train.add_argument(
         "--width",
         type=int,
@@ -126,13 +108,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--validation-fraction", type=float, default=0.1)
-    train.add_argument(
-        "--train-subset", type=int, default=0, help="use only n training images (0: all)"
-    )
+    train.add_argument("--train-subset", type=int, default=0, help="use only n training images (0: all)")
     train.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/<id>")
-    train.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from last.pt"
-    )
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -162,10 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     best = train(config, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(
-            f"best epoch {int(best['epoch'])}: val_acc {best['val_accuracy']:.4f}"
-            f" -> {args.out}/best.pt"
-        )
+        print(f"best epoch {int(best['epoch'])}: val_acc {best['val_accuracy']:.4f} -> {args.out}/best.pt")
     return 0
 
 
@@ -184,9 +159,7 @@ def parse_milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError as error:
-        raise TrainingError(
-            f"--milestones {text!r}: expected comma-separated epochs, e.g. 40,60"
-        ) from error
+        raise TrainingError(f"--milestones {text!r}: expected comma-separated epochs, e.g. 40,60") from error
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -194,10 +167,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate_run import calibrate_run
 
     cmap = calibrate_run(args.run, args.method)
-    print(
-        f"{args.run}: {cmap.kind} T = {cmap.temperature:.4f}, gamma = {cmap.gamma:g} "
-        "(fitted on validation NLL)"
-    )
+    print(f"{args.run}: {cmap.kind} T = {cmap.temperature:.4f}, gamma = {cmap.gamma:g} (fitted on validation NLL)")
     return 0
 
 
@@ -253,9 +223,7 @@ def parse_loss_params(pairs: list[str]) -> dict[str, float]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         try:
-            params[name.strip()] = (
-                int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-            )
+            params[name.strip()] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
         except ValueError:
             sep = ""
         if not sep or not name.strip():

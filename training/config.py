@@ -93,8 +93,4 @@ class TrainConfig:
 
     def differences(self, other: TrainConfig) -> list[str]:
         """Names of the fields whose values differ from ``other`` (for the resume check)."""
-        return [
-            name
-            for name in self.__dataclass_fields__
-            if getattr(self, name) != getattr(other, name)
-        ]
+        return [name for name in self.__dataclass_fields__ if getattr(self, name) != getattr(other, name)]

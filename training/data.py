@@ -21,8 +21,16 @@ from training.readers import fixed_test_carve, load_cifar10, load_folder, load_n
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32, 0x0D: np.float32}
 
@@ -71,8 +79,7 @@ def read_idx(path: Path) -> NDArray[np.generic]:
 
 def load_fashion_mnist(directory: Path = FASHION_MNIST_DIR) -> ImageDataset:
     """Fashion-MNIST: 60,000 training and 10,000 test images, 1x28x28, 10 classes."""
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     paths = [_find_idx(directory, name) for name in names]
     train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)
     return ImageDataset(
@@ -105,12 +112,17 @@ def load_digits(test_fraction: float = 0.2) -> ImageDataset:
     order = np.random.default_rng(0).permutation(len(labels))
     n_test = int(round(test_fraction * len(labels)))
     test, train = order[:n_test], order[n_test:]
-    return ImageDataset("digits", [str(d) for d in range(10)],
-                        images[train], labels[train], images[test], labels[test])
+    return ImageDataset("digits", [str(d) for d in range(10)], images[train], labels[train], images[test], labels[test])
 
 
-def from_arrays(name: str, classes: list[str], x: NDArray[np.uint8], y: NDArray[np.int64],
-                x_test: NDArray[np.uint8] | None, y_test: NDArray[np.int64] | None) -> ImageDataset:
+def from_arrays(
+    name: str,
+    classes: list[str],
+    x: NDArray[np.uint8],
+    y: NDArray[np.int64],
+    x_test: NDArray[np.uint8] | None,
+    y_test: NDArray[np.int64] | None,
+) -> ImageDataset:
     """An ImageDataset; without a test part, a fixed seed-0 carve of 20% of (x, y) becomes test."""
     if x_test is None or y_test is None:
         train, test = fixed_test_carve(len(y))
@@ -128,8 +140,10 @@ def load_dataset(name: str) -> ImageDataset:
     if sep and kind in READERS and location:
         return from_arrays(name, *READERS[kind](Path(location).expanduser()))
     if name not in DATASETS:
-        raise TrainingError(f"--data {name!r}: unknown data set; choose one of {sorted(DATASETS)}, "
-                            f"or {', '.join(f'{k}:PATH' for k in READERS)}")
+        raise TrainingError(
+            f"--data {name!r}: unknown data set; choose one of {sorted(DATASETS)}, "
+            f"or {', '.join(f'{k}:PATH' for k in READERS)}"
+        )
     return DATASETS[name]()
 
 

@@ -102,9 +102,7 @@ def validation_chunk(n: int, ctx: DistContext) -> torch.Tensor:
     return torch.tensor_split(torch.arange(n), ctx.world_size)[ctx.rank]
 
 
-def all_reduce_sum(
-    statistics: dict[str, torch.Tensor], ctx: DistContext
-) -> dict[str, torch.Tensor]:
+def all_reduce_sum(statistics: dict[str, torch.Tensor], ctx: DistContext) -> dict[str, torch.Tensor]:
     """Every tensor summed over ranks, in place, on every rank (identity in a single process)."""
     if ctx.is_distributed:
         for key in sorted(statistics):  # the same order on every rank

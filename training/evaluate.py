@@ -77,10 +77,15 @@ def metric_table(probs: np.ndarray, labels: np.ndarray, ci: bool, resamples: int
 def markdown_report(result: dict[str, Any]) -> str:
     """The table: metric, before, after (ECE-type metrics in %)."""
     percent = {"accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece"}
-    lines = [f"# Evaluation of {result['model']} v{result['version']} ({result['split']} split, n = {result['n']})",
-             "", f"Map: {describe_map(result['map'])}; before = the network's softmax, after = served output.",
-             "ECE-type metrics in %; brackets: 95% bootstrap interval (ECE is biased upwards by resampling).",
-             "", "| metric | before | after |", "|---|---|---|"]
+    lines = [
+        f"# Evaluation of {result['model']} v{result['version']} ({result['split']} split, n = {result['n']})",
+        "",
+        f"Map: {describe_map(result['map'])}; before = the network's softmax, after = served output.",
+        "ECE-type metrics in %; brackets: 95% bootstrap interval (ECE is biased upwards by resampling).",
+        "",
+        "| metric | before | after |",
+        "|---|---|---|",
+    ]
     for name in METRICS:
         cells = [format_cell(result[stage][name], name in percent) for stage in ("before", "after")]
         lines.append(f"| {name}{' (%)' if name in percent else ''} | {cells[0]} | {cells[1]} |")
@@ -94,8 +99,10 @@ def describe_map(cmap: dict[str, Any]) -> str:
         return "none"
     if cmap["kind"] == "temperature":
         return f"temperature scaling, T = {cmap['temperature']:.4f} (fitted on validation {cmap['objective']})"
-    return (f"focal temperature scaling, T = {cmap['temperature']:.4f}, gamma = {cmap['gamma']:g} "
-            f"(fitted on validation {cmap['objective']})")
+    return (
+        f"focal temperature scaling, T = {cmap['temperature']:.4f}, gamma = {cmap['gamma']:g} "
+        f"(fitted on validation {cmap['objective']})"
+    )
 
 
 def format_cell(entry: dict[str, Any], percent: bool) -> str:
@@ -106,14 +113,18 @@ def format_cell(entry: dict[str, Any], percent: bool) -> str:
     return text
 
 
-def evaluate_artifact(artifact: Path, split: str, out_dir: Path, ci: bool = False,
-                      resamples: int = 200) -> dict[str, Any]:
+def evaluate_artifact(
+    artifact: Path, split: str, out_dir: Path, ci: bool = False, resamples: int = 200
+) -> dict[str, Any]:
     """Evaluate an artifact directory; writes metrics.json, report.md and two reliability PNGs."""
     manifest = verify_artifact(artifact)
     raw, labels = evaluation_split(manifest, split)
     before, after = probabilities_before_after(artifact, manifest, raw)
     result: dict[str, Any] = {
-        "model": manifest.name, "version": manifest.version, "split": split, "n": int(len(labels)),
+        "model": manifest.name,
+        "version": manifest.version,
+        "split": split,
+        "n": int(len(labels)),
         "map": manifest.calibration.model_dump(),
         "before": metric_table(before, labels, ci, resamples),
         "after": metric_table(after, labels, ci, resamples),

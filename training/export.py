@@ -42,9 +42,16 @@ def export_logits_graph(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.
     # warns that it is legacy, which is expected here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model.eval(), (torch.zeros(1, *input_shape),), buffer, dynamo=False,
-                          input_names=[INPUT_NAME], output_names=["logits"], opset_version=OPSET,
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, *input_shape),),
+            buffer,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=["logits"],
+            opset_version=OPSET,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, "logits": {0: "batch"}},
+        )
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -66,20 +73,34 @@ def export_run(run_dir: Path, name: str, version: str, models_dir: Path, force: 
     test_x, test_y = prepared.test
     logits_graph = export_logits_graph(model, tuple(ckpt["input_shape"]))
     graph = append_calibration_map(logits_graph, cmap)
-    check_batches_agree(graph, test_x[: max(PARITY_BATCHES)].numpy(),
-                        torch_probabilities(model, test_x[: max(PARITY_BATCHES)], cmap))
+    check_batches_agree(
+        graph, test_x[: max(PARITY_BATCHES)].numpy(), torch_probabilities(model, test_x[: max(PARITY_BATCHES)], cmap)
+    )
     labels = test_y.numpy()
     calibrated = run_onnx(graph, test_x.numpy())
     uncalibrated = softmax(run_onnx(logits_graph, test_x.numpy()))
-    return publish_artifact(graph, dict(
-        name=name, version=version, created_at=datetime.now(UTC),
-        input=TensorSpec(name=INPUT_NAME, shape=[None, *ckpt["input_shape"]]),
-        output=TensorSpec(name="probabilities", shape=[None, len(ckpt["classes"])]),
-        preprocessing=Preprocessing(scale=1 / 255, mean=ckpt["mean"], std=ckpt["std"], input_range=(0, 255)),
-        classes=ckpt["classes"], calibration=cmap,
-        training=TrainingInfo(data=config.data, architecture=config.architecture, loss=config.loss,
-                              loss_params=config.loss_params, epochs=int(ckpt["epoch"]), seed=config.seed,
-                              validation_size=int(len(prepared.validation[1]))),
-        reference=reference_figures(calibrated, labels),
-        reference_uncalibrated=uncalibrated_figures(uncalibrated, labels),
-    ), target)
+    return publish_artifact(
+        graph,
+        dict(
+            name=name,
+            version=version,
+            created_at=datetime.now(UTC),
+            input=TensorSpec(name=INPUT_NAME, shape=[None, *ckpt["input_shape"]]),
+            output=TensorSpec(name="probabilities", shape=[None, len(ckpt["classes"])]),
+            preprocessing=Preprocessing(scale=1 / 255, mean=ckpt["mean"], std=ckpt["std"], input_range=(0, 255)),
+            classes=ckpt["classes"],
+            calibration=cmap,
+            training=TrainingInfo(
+                data=config.data,
+                architecture=config.architecture,
+                loss=config.loss,
+                loss_params=config.loss_params,
+                epochs=int(ckpt["epoch"]),
+                seed=config.seed,
+                validation_size=int(len(prepared.validation[1])),
+            ),
+            reference=reference_figures(calibrated, labels),
+            reference_uncalibrated=uncalibrated_figures(uncalibrated, labels),
+        ),
+        target,
+    )

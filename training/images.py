@@ -25,18 +25,14 @@ def class_folders(root: Path) -> list[Path]:
     """Visible sub-directories of ``root``, sorted by name (the class order)."""
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise DataFormatError(
-            f"{root}: no class sub-folders; put each class's images in {root}/<class name>/"
-        )
+        raise DataFormatError(f"{root}: no class sub-folders; put each class's images in {root}/<class name>/")
     return folders
 
 
 def image_files(folder: Path) -> list[Path]:
     """PNG / JPEG files of one class folder, sorted (other files are ignored)."""
     files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
     if not files:
         raise DataFormatError(f"{folder}: no .png/.jpg/.jpeg images; every class folder needs some")
@@ -50,25 +46,19 @@ def open_image(path: Path) -> Image.Image:
             image.load()
             loaded = image.copy()
     except (UnidentifiedImageError, OSError) as error:
-        raise DataFormatError(
-            f"{path}: not a readable PNG/JPEG ({error}); re-save or remove it"
-        ) from error
+        raise DataFormatError(f"{path}: not a readable PNG/JPEG ({error}); re-save or remove it") from error
     if loaded.mode not in GRAY_MODES + COLOUR_MODES:
         raise DataFormatError(
-            f"{path}: image mode {loaded.mode} (16-bit or float) is not supported; "
-            "save it as 8-bit grayscale or RGB"
+            f"{path}: image mode {loaded.mode} (16-bit or float) is not supported; save it as 8-bit grayscale or RGB"
         )
     return loaded
 
 
-def to_array(
-    image: Image.Image, path: Path, channels: int, size: tuple[int, int]
-) -> NDArray[np.uint8]:
+def to_array(image: Image.Image, path: Path, channels: int, size: tuple[int, int]) -> NDArray[np.uint8]:
     """(C, H, W) uint8 in the set's colour mode; a size mismatch names the file."""
     if image.size != size:
         raise DataFormatError(
-            f"{path}: size {image.size} differs from the first image's {size}; "
-            "resize all images to one size first"
+            f"{path}: size {image.size} differs from the first image's {size}; resize all images to one size first"
         )
     converted = image.convert("L" if channels == 1 else "RGB")
     array = np.asarray(converted, dtype=np.uint8)
@@ -90,11 +80,7 @@ def read_image_folder(
             f"{root}: class folders {unknown} are not among the training classes "
             f"{names}; use the same folder names in train/ and test/"
         )
-    entries = [
-        (path, names.index(folder.name), open_image(path))
-        for folder in folders
-        for path in image_files(folder)
-    ]
+    entries = [(path, names.index(folder.name), open_image(path)) for folder in folders for path in image_files(folder)]
     channels = 1 if all(img.mode in GRAY_MODES for _, _, img in entries) else 3
     size = entries[0][2].size
     x = np.stack([to_array(img, path, channels, size) for path, _, img in entries])

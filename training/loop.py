@@ -90,9 +90,7 @@ def train_one_epoch(
     """One pass over the seeded batches; returns (mean loss, training accuracy) over all ranks."""
     model.train()
     x, y = data
-    batches = global_batches(
-        epoch_order(len(y), config.seed, epoch, x.device), config.batch_size, ctx.world_size
-    )
+    batches = global_batches(epoch_order(len(y), config.seed, epoch, x.device), config.batch_size, ctx.world_size)
     totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, correct, rows
     bar = tqdm(
         batches,
@@ -132,9 +130,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
     """Logits for a whole tensor, in eval mode, batched, on the model's device, returned on CPU."""
     model.eval()
     device = next(model.parameters()).device
-    chunks = [
-        model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)
-    ]
+    chunks = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(chunks)
 
 

@@ -26,6 +26,7 @@ def fit_map(logits: np.ndarray, labels: np.ndarray, method: str) -> tuple[Calibr
         fts = fit_focal_temperature(logits, labels)
         figures.update(validation_nll_fts=fts.nll_after, fts_gamma=fts.gamma, fts_temperature=fts.temperature)
         if method == "fts" or (fts.nll_after < ts.nll_after and fts.gamma != 0):
-            chosen = CalibrationMap(kind="focal_temperature", temperature=fts.temperature, gamma=fts.gamma,
-                                    objective="nll")
+            chosen = CalibrationMap(
+                kind="focal_temperature", temperature=fts.temperature, gamma=fts.gamma, objective="nll"
+            )
     return chosen, figures

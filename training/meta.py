@@ -60,9 +60,7 @@ def default_bandwidth(n_bins: int) -> float:
 
 def soft_bin_membership(confidence: Tensor, n_bins: int, bandwidth: float) -> Tensor:
     """o_im = exp(-(c_i - mu_m)^2 / 2 sigma^2) normalised over m, centres mu_m = (m + 1/2) / M."""
-    centres = (
-        torch.arange(n_bins, dtype=confidence.dtype, device=confidence.device) + 0.5
-    ) / n_bins
+    centres = (torch.arange(n_bins, dtype=confidence.dtype, device=confidence.device) + 0.5) / n_bins
     return torch.softmax(-0.5 * ((confidence[:, None] - centres) / bandwidth) ** 2, dim=1)
 
 
@@ -187,9 +185,7 @@ def penultimate_features(network: nn.Module, x: Tensor, like: Tensor) -> Tensor:
     return features.float()
 
 
-def split_meta_validation(
-    n: int, fraction: float, seed: int
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+def split_meta_validation(n: int, fraction: float, seed: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Seeded carve of n training rows: (train indices, meta-validation indices), disjoint, sorted.
 
     round(fraction n) rows become meta-validation, drawn from a stream of its own ((seed, 1)), so it
@@ -237,9 +233,7 @@ class MetaValidationStream:
             count -= take
         return torch.cat(parts)
 
-    def next_batch(
-        self, global_size: int, rank: int = 0, world_size: int = 1
-    ) -> tuple[Tensor, Tensor]:
+    def next_batch(self, global_size: int, rank: int = 0, world_size: int = 1) -> tuple[Tensor, Tensor]:
         """This rank's share (rows rank, rank + W, ...) of the next ``global_size`` rows."""
         rows = self.next_indices(global_size)[rank::world_size]
         return self.x[rows], self.y[rows]

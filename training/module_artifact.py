@@ -40,9 +40,18 @@ def normalise(raw: np.ndarray) -> np.ndarray:
     return ((raw / 255.0 - MEAN) / STD).astype(np.float32)
 
 
-def export_module(module: nn.Module, input_shape: tuple[int, int, int], name: str, version: str,
-                  models_dir: Path, *, temperature: float = 1.0, n_reference: int = 256,
-                  architecture: str = "custom", force: bool = False) -> Path:
+def export_module(
+    module: nn.Module,
+    input_shape: tuple[int, int, int],
+    name: str,
+    version: str,
+    models_dir: Path,
+    *,
+    temperature: float = 1.0,
+    n_reference: int = 256,
+    architecture: str = "custom",
+    force: bool = False,
+) -> Path:
     """Export ``module`` as models_dir/name/version (atomic publish); returns the directory."""
     target = models_dir / name / version
     refuse_existing(target, force)
@@ -54,15 +63,24 @@ def export_module(module: nn.Module, input_shape: tuple[int, int, int], name: st
     n_classes = calibrated.shape[1]
     labels = np.random.default_rng(1).integers(0, n_classes, size=n_reference)
     channels = input_shape[0]
-    return publish_artifact(graph, dict(
-        name=name, version=version, created_at=datetime.now(UTC),
-        input=TensorSpec(name=INPUT_NAME, shape=[None, *input_shape]),
-        output=TensorSpec(name="probabilities", shape=[None, n_classes]),
-        preprocessing=Preprocessing(scale=1 / 255, mean=[MEAN] * channels, std=[STD] * channels,
-                                    input_range=(0, 255)),
-        classes=[f"class_{k}" for k in range(n_classes)], calibration=cmap,
-        training=TrainingInfo(data="synthetic", architecture=architecture, loss="none", epochs=0,
-                              seed=0, validation_size=0),
-        reference=reference_figures(calibrated, labels),
-        reference_uncalibrated=uncalibrated_figures(softmax(run_onnx(logits_graph, x)), labels),
-    ), target)
+    return publish_artifact(
+        graph,
+        dict(
+            name=name,
+            version=version,
+            created_at=datetime.now(UTC),
+            input=TensorSpec(name=INPUT_NAME, shape=[None, *input_shape]),
+            output=TensorSpec(name="probabilities", shape=[None, n_classes]),
+            preprocessing=Preprocessing(
+                scale=1 / 255, mean=[MEAN] * channels, std=[STD] * channels, input_range=(0, 255)
+            ),
+            classes=[f"class_{k}" for k in range(n_classes)],
+            calibration=cmap,
+            training=TrainingInfo(
+                data="synthetic", architecture=architecture, loss="none", epochs=0, seed=0, validation_size=0
+            ),
+            reference=reference_figures(calibrated, labels),
+            reference_uncalibrated=uncalibrated_figures(softmax(run_onnx(logits_graph, x)), labels),
+        ),
+        target,
+    )

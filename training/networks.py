@@ -17,9 +17,7 @@ class SmallCNN(nn.Module):
     Sized from the input shape so it works on 28x28 Fashion-MNIST and 8x8 digits alike.
     """
 
-    def __init__(
-        self, input_shape: tuple[int, int, int], num_classes: int, width: int = 32
-    ) -> None:
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, width: int = 32) -> None:
         super().__init__()
         channels, height, width_px = input_shape
         if height < 4 or width_px < 4:
@@ -73,9 +71,7 @@ class ResNet18(nn.Module):
     28, 14, 7, 4, then global average pooling to (B, 8 width) features and the Linear head.
     """
 
-    def __init__(
-        self, input_shape: tuple[int, int, int], num_classes: int, width: int = 64
-    ) -> None:
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, width: int = 64) -> None:
         super().__init__()
         channels = input_shape[0]
         self.stem = nn.Sequential(

@@ -45,8 +45,9 @@ def _logsumexp(b: _Builder, x: str) -> str:
     return b.op("Add", top, b.op("Log", summed))
 
 
-def focal_temperature_nodes(logits: str, output: str, temperature: float, gamma: float,
-                            num_classes: int, prefix: str = "fts_") -> tuple[list[NodeProto], list[TensorProto]]:
+def focal_temperature_nodes(
+    logits: str, output: str, temperature: float, gamma: float, num_classes: int, prefix: str = "fts_"
+) -> tuple[list[NodeProto], list[TensorProto]]:
     """Nodes computing float32 ``output`` = Phi_gamma(softmax(logits / T)) (float64 inside)."""
     b = _Builder(prefix)
     z = b.op("Div", b.op("Cast", logits, to=TensorProto.DOUBLE), b.const(temperature))
@@ -68,8 +69,9 @@ def focal_temperature_nodes(logits: str, output: str, temperature: float, gamma:
     log_h = b.op("Sub", b.op("Sub", log_p, b.op("Mul", b.const(gamma), log_1mp)), log_den)
     log_phi = b.op("Sub", log_h, _logsumexp(b, log_h))
     guarded = _guard(b, log_phi, is_top, num_classes)
-    b.nodes.append(helper.make_node("Cast", [b.op("Exp", guarded)], [output], to=TensorProto.FLOAT,
-                                    name=f"{prefix}output"))
+    b.nodes.append(
+        helper.make_node("Cast", [b.op("Exp", guarded)], [output], to=TensorProto.FLOAT, name=f"{prefix}output")
+    )
     return b.nodes, b.initializers
 
 
@@ -88,6 +90,10 @@ def _guard(b: _Builder, log_phi: str, is_top: str, num_classes: int) -> str:
     """Rows holding NaN or +inf become log((1 - eps) e_argmax + eps / K)."""
     bad_entry = b.op("Or", b.op("IsNaN", log_phi), b.op("IsInf", log_phi, detect_negative=0))
     bad_row = b.op("ReduceMax", b.op("Cast", bad_entry, to=TensorProto.DOUBLE), axes=[-1], keepdims=1)
-    guard = b.op("Where", is_top, b.const(np.log1p(-GUARD_EPS + GUARD_EPS / num_classes)),
-                 b.const(np.log(GUARD_EPS / num_classes)))
+    guard = b.op(
+        "Where",
+        is_top,
+        b.const(np.log1p(-GUARD_EPS + GUARD_EPS / num_classes)),
+        b.const(np.log(GUARD_EPS / num_classes)),
+    )
     return b.op("Where", b.op("Cast", bad_row, to=TensorProto.BOOL), guard, log_phi)

@@ -29,8 +29,9 @@ def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     return outputs[0]
 
 
-def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap,
-                           num_classes: int | None = None) -> onnx.ModelProto:
+def append_calibration_map(
+    model: onnx.ModelProto, cmap: CalibrationMap, num_classes: int | None = None
+) -> onnx.ModelProto:
     """A copy whose output ``probabilities`` = map(logits): softmax(z), softmax(z / T), or
     Phi_gamma(softmax(z / T)) for focal temperature scaling (float64 inside the map)."""
     composed = onnx.ModelProto()
@@ -49,16 +50,19 @@ def append_calibration_map(model: onnx.ModelProto, cmap: CalibrationMap,
             helper.make_node("Softmax", ["calib_scaled"], [PROBABILITIES], axis=-1, name="calib_softmax"),
         ]
     else:  # focal_temperature
-        nodes, constants = focal_temperature_nodes(logits.name, PROBABILITIES, cmap.temperature,
-                                                   cmap.gamma, num_classes)
+        nodes, constants = focal_temperature_nodes(
+            logits.name, PROBABILITIES, cmap.temperature, cmap.gamma, num_classes
+        )
         graph.initializer.extend(constants)
     graph.node.extend(nodes)
     batch = logits.type.tensor_type.shape.dim[0]
-    out = helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT,
-                                        [batch.dim_param or batch.dim_value or "batch", num_classes])
+    out = helper.make_tensor_value_info(
+        PROBABILITIES, TensorProto.FLOAT, [batch.dim_param or batch.dim_value or "batch", num_classes]
+    )
     del graph.output[:]
     graph.output.append(out)
-    onnx.helper.set_model_props(composed, {**{p.key: p.value for p in composed.metadata_props},
-                                           LOGITS_KEY: logits.name})
+    onnx.helper.set_model_props(
+        composed, {**{p.key: p.value for p in composed.metadata_props}, LOGITS_KEY: logits.name}
+    )
     onnx.checker.check_model(composed)
     return composed

@@ -26,12 +26,8 @@ from calibration.metrics import adaptive_ece, ece
 LOG_T_BOUNDS = (float(np.log(0.05)), float(np.log(20.0)))
 FTS_GAMMAS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0, 5.0)
 TS_GRID = tuple(round(0.1 * i, 2) for i in range(1, 101))  # 0.1 .. 10.0 (MbLS / meta-calibration)
-FTS_GRID = tuple(
-    round(0.05 * i, 2) for i in range(1, 101)
-)  # 0.05 .. 5.00 (focal_temperature_scaling)
-_COARSE_POINTS = (
-    13  # log-T grid that brackets the minimum before Brent (FTS NLL need not be unimodal)
-)
+FTS_GRID = tuple(round(0.05 * i, 2) for i in range(1, 101))  # 0.05 .. 5.00 (focal_temperature_scaling)
+_COARSE_POINTS = 13  # log-T grid that brackets the minimum before Brent (FTS NLL need not be unimodal)
 
 
 @dataclass(frozen=True)
@@ -75,9 +71,7 @@ class GridFit:
     nll_after: float
 
 
-def checked_logits(
-    logits: ArrayLike, labels: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+def checked_logits(logits: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Finite logits (N, K) and integer labels (N,) in [0, K), N >= 1."""
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels)
@@ -90,17 +84,13 @@ def checked_logits(
     return z, y.astype(np.intp)
 
 
-def nll_at_temperature(
-    logits: NDArray[np.float64], labels: NDArray[np.intp], temperature: float
-) -> float:
+def nll_at_temperature(logits: NDArray[np.float64], labels: NDArray[np.intp], temperature: float) -> float:
     """Validation NLL(T) = mean_i [-z_{i,y_i}/T + logsumexp(z_i/T)]."""
     logp = log_softmax(logits / temperature)
     return float(-logp[np.arange(labels.shape[0]), labels].mean())
 
 
-def focal_nll(
-    logits: NDArray[np.float64], labels: NDArray[np.intp], temperature: float, gamma: float
-) -> float:
+def focal_nll(logits: NDArray[np.float64], labels: NDArray[np.intp], temperature: float, gamma: float) -> float:
     """Validation NLL of FTS: -mean_i log Phi_gamma(softmax(z_i / T))_{y_i}, in log-space."""
     logp = log_focal_temperature_scale(logits, temperature, gamma)
     return float(-logp[np.arange(labels.shape[0]), labels].mean())
@@ -126,9 +116,7 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, xatol: float = 1e-7) -
     return TemperatureFit(temperature=t_fit, nll_before=before, nll_after=after)
 
 
-def minimise_log_temperature(
-    objective: Callable[[float], float], xatol: float = 1e-6
-) -> tuple[float, float]:
+def minimise_log_temperature(objective: Callable[[float], float], xatol: float = 1e-6) -> tuple[float, float]:
     """(T, objective) at the best log T: a coarse log grid brackets the minimum, Brent refines it.
 
     The grid makes the search global for objectives that are not unimodal in log T; the best point

@@ -30,9 +30,7 @@ CIFAR10_FILES = (*CIFAR10_TRAIN_BATCHES, "test_batch", "batches.meta")
 
 # What every reader returns: classes, train images (N, C, H, W), train labels, and the set's own
 # test images and labels when it has a test part (None: a fixed test carve is made instead).
-RawArrays = tuple[
-    list[str], NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8] | None, NDArray[np.int64] | None
-]
+RawArrays = tuple[list[str], NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8] | None, NDArray[np.int64] | None]
 # numpy.core is numpy._core since numpy 2; the files name the old module.
 _PICKLE_ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
@@ -45,9 +43,7 @@ _PICKLE_ALLOWED = {
 }
 
 
-def fixed_test_carve(
-    n: int, fraction: float = TEST_FRACTION
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+def fixed_test_carve(n: int, fraction: float = TEST_FRACTION) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """(train, test) indices: a seed-0 permutation, the first round(fraction n) are test."""
     order = np.random.default_rng(0).permutation(n)
     n_test = max(1, int(round(fraction * n)))
@@ -90,16 +86,13 @@ def as_labels(y: NDArray[Any], n: int, num_classes: int | None, source: str) -> 
 def read_npz(path: Path) -> dict[str, NDArray[Any]]:
     """The arrays of an .npz (allow_pickle=False: no code runs)."""
     if not path.is_file():
-        raise DataNotFoundError(
-            f"{path} not found: pass --data npz:PATH with an existing .npz file"
-        )
+        raise DataNotFoundError(f"{path} not found: pass --data npz:PATH with an existing .npz file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (ValueError, OSError) as error:
         raise DataFormatError(
-            f"{path}: not a readable .npz without pickles ({error}); "
-            "save it with np.savez(path, x=images, y=labels)"
+            f"{path}: not a readable .npz without pickles ({error}); save it with np.savez(path, x=images, y=labels)"
         ) from error
 
 
@@ -120,8 +113,7 @@ def load_npz(path: Path) -> RawArrays:
     x_test = as_nchw(arrays["x_test"], f"{path} [x_test]")
     if x_test.shape[1:] != x.shape[1:]:
         raise DataFormatError(
-            f"{path}: x_test images are {x_test.shape[1:]}, x are {x.shape[1:]}; "
-            "both must have the same (C, H, W)"
+            f"{path}: x_test images are {x_test.shape[1:]}, x are {x.shape[1:]}; both must have the same (C, H, W)"
         )
     classes = _class_names(given, y)
     return (
@@ -141,8 +133,7 @@ def load_folder(path: Path) -> RawArrays:
     """PATH/<class>/<image> (or PATH/train/<class>/... with PATH/test/<class>/...)."""
     if not path.is_dir():
         raise DataNotFoundError(
-            f"{path} not found: pass --data folder:PATH, a directory with one "
-            "sub-folder of images per class"
+            f"{path} not found: pass --data folder:PATH, a directory with one sub-folder of images per class"
         )
     subdirs = {p.name for p in path.iterdir() if p.is_dir()}
     if subdirs == {"train", "test"}:
@@ -179,8 +170,7 @@ def read_cifar_pickle(path: Path) -> dict[bytes, Any]:
         record = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
         raise DataFormatError(
-            f"{path}: not a CIFAR-10 python batch ({error}); use the files of "
-            "cifar-10-python.tar.gz unchanged"
+            f"{path}: not a CIFAR-10 python batch ({error}); use the files of cifar-10-python.tar.gz unchanged"
         ) from error
     if not isinstance(record, dict):
         raise DataFormatError(f"{path}: expected a pickled dict, got {type(record).__name__}")
@@ -192,14 +182,11 @@ def cifar_batch(path: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     record = read_cifar_pickle(path)
     if b"data" not in record or b"labels" not in record:
         raise DataFormatError(
-            f"{path}: lacks b'data' or b'labels' (CIFAR-100 files use "
-            "b'fine_labels' and are not CIFAR-10)"
+            f"{path}: lacks b'data' or b'labels' (CIFAR-100 files use b'fine_labels' and are not CIFAR-10)"
         )
     data = np.asarray(record[b"data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataFormatError(
-            f"{path}: b'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}"
-        )
+        raise DataFormatError(f"{path}: b'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
     labels = as_labels(np.asarray(record[b"labels"], dtype=np.int64), len(data), 10, str(path))
     return data.reshape(-1, 3, 32, 32), labels
 
@@ -207,14 +194,9 @@ def cifar_batch(path: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
 def load_cifar10(directory: Path) -> RawArrays:
     """CIFAR-10 python version: data_batch_1..5 (train), test_batch, class names in batches.meta."""
     meta = read_cifar_pickle(directory / "batches.meta")
-    classes = [
-        name.decode() if isinstance(name, bytes) else str(name)
-        for name in meta.get(b"label_names", [])
-    ]
+    classes = [name.decode() if isinstance(name, bytes) else str(name) for name in meta.get(b"label_names", [])]
     if len(classes) != 10:
-        raise DataFormatError(
-            f"{directory / 'batches.meta'}: expected 10 b'label_names', got {len(classes)}"
-        )
+        raise DataFormatError(f"{directory / 'batches.meta'}: expected 10 b'label_names', got {len(classes)}")
     parts = [cifar_batch(directory / name) for name in CIFAR10_TRAIN_BATCHES]
     x_test, y_test = cifar_batch(directory / "test_batch")
     x = np.concatenate([p[0] for p in parts])

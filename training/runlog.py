@@ -29,11 +29,7 @@ def truncate_log(out_dir: Path, epochs_done: int) -> None:
     path = out_dir / LOG_FILE
     if not path.is_file():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["epoch"] <= epochs_done
-    ]
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= epochs_done]
     path.write_text("".join(f"{line}\n" for line in kept))
 
 

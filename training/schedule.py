@@ -22,15 +22,11 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr * config.lr_decay**passed
 
 
-def build_optimizer(
-    config: TrainConfig, parameters: Iterable[torch.nn.Parameter]
-) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """Adam (L2 weight decay, as torch's Adam) or SGD with momentum (no Nesterov, as the papers)."""
     params = list(parameters)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 

@@ -80,8 +80,7 @@ def prepare_data(config: TrainConfig, dataset: ImageDataset | None = None) -> Pr
     split = split_train_validation(len(ds.train_y), config.validation_fraction, config.seed)
     if config.train_subset > len(split.train):
         raise TrainingError(
-            f"--train-subset {config.train_subset}: only {len(split.train)} training "
-            "images after the validation carve"
+            f"--train-subset {config.train_subset}: only {len(split.train)} training images after the validation carve"
         )
     train_idx = split.train[: config.train_subset] if config.train_subset else split.train
     mean, std = channel_statistics(ds.train_x[train_idx])
@@ -203,9 +202,7 @@ def checkpoint(
     save_atomically(full, out_dir / LAST_CHECKPOINT)
 
 
-def on_device(
-    pair: tuple[torch.Tensor, torch.Tensor], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def on_device(pair: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep a small data set resident on the accelerator (no per-batch host copies)."""
     return pair[0].to(device), pair[1].to(device)
 
@@ -245,8 +242,7 @@ def run_epochs(
     """The epoch loop of ``train`` (for one process of the job)."""
     if config.batch_size % ctx.world_size:
         raise TrainingError(
-            f"--batch-size {config.batch_size}: the global batch must divide into "
-            f"{ctx.world_size} processes"
+            f"--batch-size {config.batch_size}: the global batch must divide into {ctx.world_size} processes"
         )
     seed_everything(config.seed)
     prepared = prepare_data(config, dataset)

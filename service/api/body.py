@@ -68,6 +68,7 @@ def numeric_array(value: Any, field: str, max_items: int) -> NDArray[np.float64]
     try:
         array = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError) as exc:
-        raise BadRequest("instances must be equally shaped nested lists of numbers "
-                         f"({str(exc).splitlines()[0]})", field=field) from exc
+        raise BadRequest(
+            f"instances must be equally shaped nested lists of numbers ({str(exc).splitlines()[0]})", field=field
+        ) from exc
     return array

@@ -20,15 +20,16 @@ router = APIRouter(tags=["monitoring"])
 VersionQuery = Annotated[str | None, Query(description="model version (default: the served one)")]
 ERRORS = error_responses(404, 503)
 PNG: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}},
-          "description": "reliability diagram of the window: per-bin accuracy vs confidence, "
-                         "gaps, the diagonal, the reference, and the confidence histogram"},
+    200: {
+        "content": {"image/png": {}},
+        "description": "reliability diagram of the window: per-bin accuracy vs confidence, "
+        "gaps, the diagonal, the reference, and the confidence histogram",
+    },
 }
 _RENDER = threading.Lock()  # matplotlib is not thread-safe beyond one figure per thread
 
 
-def monitored_key(model: str, version: str | None, repository: Repository,
-                  monitor: Monitor) -> tuple[str, str]:
+def monitored_key(model: str, version: str | None, repository: Repository, monitor: Monitor) -> tuple[str, str]:
     """(model, version) to report: a version the monitor knows (even unloaded since), else the
     repository's resolution of the request (404 naming what is loaded)."""
     if version is not None and (model, version) in monitor.models():
@@ -37,22 +38,20 @@ def monitored_key(model: str, version: str | None, repository: Repository,
     return manifest.name, manifest.version
 
 
-@router.get("/v1/models/{model_name}/calibration", response_model=CalibrationStatus,
-            responses=ERRORS)
-async def calibration_status(model_name: str, repository: RepositoryDep,
-                             monitoring: MonitoringDep,
-                             version: VersionQuery = None) -> CalibrationStatus:
+@router.get("/v1/models/{model_name}/calibration", response_model=CalibrationStatus, responses=ERRORS)
+async def calibration_status(
+    model_name: str, repository: RepositoryDep, monitoring: MonitoringDep, version: VersionQuery = None
+) -> CalibrationStatus:
     """Window and since-start ECE, accuracy and confidence, per-bin reliability against the
     reference, the sample-size-aware drift verdict and the label-free signals."""
     model, ver = monitored_key(model_name, version, repository, monitoring.monitor)
     return await run_in_threadpool(monitoring.monitor.status, model, ver)
 
 
-@router.get("/v1/models/{model_name}/calibration/reliability.png", response_class=Response,
-            responses={**PNG, **ERRORS})
-async def reliability_diagram(model_name: str, repository: RepositoryDep,
-                              monitoring: MonitoringDep,
-                              version: VersionQuery = None) -> Response:
+@router.get("/v1/models/{model_name}/calibration/reliability.png", response_class=Response, responses={**PNG, **ERRORS})
+async def reliability_diagram(
+    model_name: str, repository: RepositoryDep, monitoring: MonitoringDep, version: VersionQuery = None
+) -> Response:
     """The window's reliability diagram as a PNG (the same bins as the JSON status)."""
     model, ver = monitored_key(model_name, version, repository, monitoring.monitor)
     png = await run_in_threadpool(render_reliability, monitoring.monitor, model, ver)
@@ -65,6 +64,5 @@ def render_reliability(monitor: Monitor, model: str, version: str) -> bytes:
     reference = None if snap.reference is None else reference_statistics(snap.reference)
     window = monitor.config.window_seconds
     with _RENDER:
-        figure = plot_reliability(snap.window, reference,
-                                  title=f"{model} version {version}, last {window:g} s")
+        figure = plot_reliability(snap.window, reference, title=f"{model} version {version}, last {window:g} s")
         return figure_png(figure)

@@ -15,23 +15,28 @@ from service.monitor import FeedbackResult
 router = APIRouter(tags=["monitoring"])
 
 
-FEEDBACK_BODY: dict[str, Any] = {"requestBody": {
-    "required": True,
-    "content": {"application/json": {
-        "schema": inline_schema(FeedbackRequest),
-        "example": {"labels": [
-            {"prediction_id": "3f2a9c0e5b7d4e1f8a6b2c4d9e0f1a2b", "label": "Coat"},
-            {"prediction_id": "9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e", "label": 4}]},
-    }},
-}}
+FEEDBACK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": inline_schema(FeedbackRequest),
+                "example": {
+                    "labels": [
+                        {"prediction_id": "3f2a9c0e5b7d4e1f8a6b2c4d9e0f1a2b", "label": "Coat"},
+                        {"prediction_id": "9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e", "label": 4},
+                    ]
+                },
+            }
+        },
+    }
+}
 
 ERRORS = error_responses(400, 413, 503)  # 400 names the field, e.g. labels[3].label
 
 
-@router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=FEEDBACK_BODY,
-             responses=ERRORS)
-async def feedback(request: Request, settings: SettingsDep,
-                   monitoring: MonitoringDep) -> FeedbackResult:
+@router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=FEEDBACK_BODY, responses=ERRORS)
+async def feedback(request: Request, settings: SettingsDep, monitoring: MonitoringDep) -> FeedbackResult:
     """Join true labels (class name or index) to predictions. Idempotent: a label for a prediction
     that already has one counts as `duplicate` and changes nothing; `unknown` ids were never
     stored (or were evicted), `expired` ones are older than the retention."""

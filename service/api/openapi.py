@@ -87,24 +87,42 @@ class DocumentedRoute(Route):
         return match, child_scope
 
 
-def operation(endpoint: Endpoint, path: str, *, tags: list[str], body: dict[str, Any],
-              response: type[BaseModel], errors: tuple[int, ...], secured: bool,
-              extra_200: dict[str, Any] | None = None) -> dict[str, Any]:
+def operation(
+    endpoint: Endpoint,
+    path: str,
+    *,
+    tags: list[str],
+    body: dict[str, Any],
+    response: type[BaseModel],
+    errors: tuple[int, ...],
+    secured: bool,
+    extra_200: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """An OpenAPI operation like FastAPI's: summary and description from the endpoint, string path
     parameters, the request body, 200 with ``response``'s schema, ``errors`` as ErrorBody and, when
     ``secured``, the bearer requirement (dropped later if the configuration does not enforce it)."""
     name = endpoint.__name__
-    ok = {"description": "Successful Response",
-          "content": {"application/json": {"schema": inline_schema(response)}, **(extra_200 or {})}}
+    ok = {
+        "description": "Successful Response",
+        "content": {"application/json": {"schema": inline_schema(response)}, **(extra_200 or {})},
+    }
     op: dict[str, Any] = {
-        "tags": tags, "summary": name.replace("_", " ").title(),
+        "tags": tags,
+        "summary": name.replace("_", " ").title(),
         "description": (endpoint.__doc__ or "").strip(),
         "operationId": re.sub(r"\W", "_", f"{name}{path}") + "_post",  # as FastAPI names them
         "parameters": [path_parameter(p) for p in re.findall(r"{(\w+)}", path)],
         **body,
-        "responses": {"200": ok, **{str(status): {
-            "description": DESCRIPTIONS[status],
-            "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}} for status in errors}},
+        "responses": {
+            "200": ok,
+            **{
+                str(status): {
+                    "description": DESCRIPTIONS[status],
+                    "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
+                }
+                for status in errors
+            },
+        },
     }
     if secured:
         op["security"] = [{"HTTPBearer": []}]
@@ -113,8 +131,12 @@ def operation(endpoint: Endpoint, path: str, *, tags: list[str], body: dict[str,
 
 def path_parameter(name: str) -> dict[str, Any]:
     """A required string path parameter, titled as FastAPI titles them."""
-    return {"name": name, "in": "path", "required": True,
-            "schema": {"type": "string", "title": name.replace("_", " ").title()}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "title": name.replace("_", " ").title()},
+    }
 
 
 def document_errors(app: FastAPI, settings: Settings | None = None) -> None:
@@ -124,14 +146,13 @@ def document_errors(app: FastAPI, settings: Settings | None = None) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
-                ErrorBody.model_json_schema())
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = ErrorBody.model_json_schema()
             for route in app.routes:
                 if isinstance(route, DocumentedRoute):
                     schema.setdefault("paths", {}).setdefault(route.path, {})[route.method] = copy.deepcopy(
-                        route.operation)  # per document: _fix_security edits it
+                        route.operation
+                    )  # per document: _fix_security edits it
             for route, path in schema.get("paths", {}).items():
                 for operation in path.values():
                     _fix_validation_error(operation.get("responses", {}))
@@ -154,5 +175,7 @@ def _fix_security(route: str, operation: dict[str, Any], settings: Settings | No
 
 def _fix_validation_error(responses: dict[str, Any]) -> None:
     if "422" in responses:
-        responses["422"] = {"description": DESCRIPTIONS[422],
-                            "content": {"application/json": {"schema": {"$ref": ERROR_REF}}}}
+        responses["422"] = {
+            "description": DESCRIPTIONS[422],
+            "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
+        }

@@ -43,15 +43,23 @@ PREDICT_PATH = "/v1/models/{model_name}:predict"
 PREDICT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object", "required": ["instances"],
-            "properties": {"instances": {
-                "type": "array", "minItems": 1,
-                "description": "images as nested lists of numbers in the model's input range "
-                               "(0-255 for the bundled model), each of the model's instance shape",
-                "items": {"type": "array"},
-            }},
-        }}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {
+                        "instances": {
+                            "type": "array",
+                            "minItems": 1,
+                            "description": "images as nested lists of numbers in the model's input range "
+                            "(0-255 for the bundled model), each of the model's instance shape",
+                            "items": {"type": "array"},
+                        }
+                    },
+                }
+            }
+        },
     }
 }
 
@@ -76,14 +84,36 @@ def predict_response(manifest: Manifest, served: Served) -> bytes:
     classes = manifest.classes
     rows: list[list[float]] = served.probs.tolist()
     top: list[int] = served.probs.argmax(axis=1).tolist()
-    return orjson.dumps({
-        "model_name": manifest.name, "model_version": manifest.version,
-        "predictions": [{"label": classes[k], "confidence": row[k],
-                         "probabilities": dict(zip(classes, row, strict=True)), "prediction_id": pid}
-                        for row, k, pid in zip(rows, top, served.ids, strict=True)],
-    })
+    return orjson.dumps(
+        {
+            "model_name": manifest.name,
+            "model_version": manifest.version,
+            "predictions": [
+                {
+                    "label": classes[k],
+                    "confidence": row[k],
+                    "probabilities": dict(zip(classes, row, strict=True)),
+                    "prediction_id": pid,
+                }
+                for row, k, pid in zip(rows, top, served.ids, strict=True)
+            ],
+        }
+    )
 
 
-ROUTES = [DocumentedRoute(PREDICT_PATH, predict, method="POST", operation=operation(
-    predict, PREDICT_PATH, tags=["predict"], body=PREDICT_BODY, response=PredictResponse,
-    errors=(400, 401, 404, 413, 503), secured=True))]
+ROUTES = [
+    DocumentedRoute(
+        PREDICT_PATH,
+        predict,
+        method="POST",
+        operation=operation(
+            predict,
+            PREDICT_PATH,
+            tags=["predict"],
+            body=PREDICT_BODY,
+            response=PredictResponse,
+            errors=(400, 401, 404, 413, 503),
+            secured=True,
+        ),
+    )
+]

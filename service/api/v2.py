@@ -45,8 +45,10 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/v2/health/ready", responses={503: {"description": "no model loaded",
-                                                  "content": {"application/json": {"example": {"ready": False}}}}})
+@router.get(
+    "/v2/health/ready",
+    responses={503: {"description": "no model loaded", "content": {"application/json": {"example": {"ready": False}}}}},
+)
 async def ready(repository: RepositoryDep) -> JSONResponse:
     """200 ``{"ready": true}`` when at least one model is loaded, else 503 ``{"ready": false}``
     (probes that read only the status code, as Kubernetes' do, see the difference)."""
@@ -67,8 +69,7 @@ async def model_metadata(model_name: str, repository: RepositoryDep) -> ModelMet
     return model_metadata_of(repository.get(model_name), repository)
 
 
-@router.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
-            responses=NOT_FOUND)
+@router.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, responses=NOT_FOUND)
 async def version_metadata(model_name: str, model_version: str, repository: RepositoryDep) -> ModelMetadata:
     """Metadata of one version."""
     return model_metadata_of(repository.get(model_name, model_version), repository)
@@ -81,8 +82,7 @@ async def model_ready(model_name: str, repository: RepositoryDep) -> ModelReady:
     return ModelReady(name=engine.manifest.name, version=engine.manifest.version, ready=True)
 
 
-@router.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady,
-            responses=NOT_FOUND)
+@router.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady, responses=NOT_FOUND)
 async def version_ready(model_name: str, model_version: str, repository: RepositoryDep) -> ModelReady:
     """200 when this version is loaded, 404 otherwise."""
     engine = repository.get(model_name, model_version)
@@ -120,12 +120,30 @@ async def answer_infer(request: Request, version: str | None) -> Response:
     content, header_length = encode_response(meta, output_tensors(served.probs, m.classes, served.ids), parsed.outputs)
     if header_length is None:
         return Response(content, media_type="application/json")
-    return Response(content, media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(header_length)})
+    return Response(
+        content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
+    )
 
 
-INFER_PATHS = {infer: "/v2/models/{model_name}/infer",
-               version_infer: "/v2/models/{model_name}/versions/{model_version}/infer"}
-ROUTES = [DocumentedRoute(path, endpoint, method="POST", operation=operation(
-    endpoint, path, tags=["v2"], body=INFER_BODY, response=InferResponse, errors=INFER_ERRORS,
-    secured=True, extra_200=BINARY_OUTPUTS)) for endpoint, path in INFER_PATHS.items()]
+INFER_PATHS = {
+    infer: "/v2/models/{model_name}/infer",
+    version_infer: "/v2/models/{model_name}/versions/{model_version}/infer",
+}
+ROUTES = [
+    DocumentedRoute(
+        path,
+        endpoint,
+        method="POST",
+        operation=operation(
+            endpoint,
+            path,
+            tags=["v2"],
+            body=INFER_BODY,
+            response=InferResponse,
+            errors=INFER_ERRORS,
+            secured=True,
+            extra_200=BINARY_OUTPUTS,
+        ),
+    )
+    for endpoint, path in INFER_PATHS.items()
+]

@@ -42,32 +42,34 @@ class LoadResult(BaseModel):
     versions: list[str]
 
 
-@router.post("/v2/repository/index", response_model=list[RepositoryEntry],
-             responses=error_responses(400, 401, 413))
+@router.post("/v2/repository/index", response_model=list[RepositoryEntry], responses=error_responses(400, 401, 413))
 async def repository_index(request: Request, manager: ManagerDep) -> list[RepositoryEntry]:
     """Every artifact on disk and its state; body ``{"ready": true}`` lists only served ones."""
     options = await control_body(request)
-    entries = [RepositoryEntry(name=e.name, version=e.version, state=e.state, reason=e.reason)
-               for e in manager.index()]
+    entries = [RepositoryEntry(name=e.name, version=e.version, state=e.state, reason=e.reason) for e in manager.index()]
     if options.get("ready") is True:
         entries = [e for e in entries if e.state == "READY"]
     return entries
 
 
-@router.post("/v2/repository/models/{model_name}/load", response_model=LoadResult,
-             responses=error_responses(400, 401, 404, 413))
+@router.post(
+    "/v2/repository/models/{model_name}/load", response_model=LoadResult, responses=error_responses(400, 401, 404, 413)
+)
 async def load_model(model_name: str, request: Request, manager: ManagerDep) -> LoadResult:
     """(Re)load every version of the model from models_dir, atomically; a bad artifact is refused
     (400 naming file and field) and the versions served before keep serving."""
     options = await control_body(request)
     if set(_parameters(options)) - {"unload_dependents"}:
-        raise BadRequest("loading from a config or files is not supported; place the artifact "
-                         "under models_dir/<name>/<version>/", field="parameters")
+        raise BadRequest(
+            "loading from a config or files is not supported; place the artifact under models_dir/<name>/<version>/",
+            field="parameters",
+        )
     return LoadResult(name=model_name, versions=await manager.load(model_name))
 
 
-@router.post("/v2/repository/models/{model_name}/unload", response_model=LoadResult,
-             responses=error_responses(400, 401, 413))
+@router.post(
+    "/v2/repository/models/{model_name}/unload", response_model=LoadResult, responses=error_responses(400, 401, 413)
+)
 async def unload_model(model_name: str, request: Request, manager: ManagerDep) -> LoadResult:
     """Stop serving the model (idempotent); requests already running finish."""
     await control_body(request)

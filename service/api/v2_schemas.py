@@ -70,19 +70,28 @@ def model_metadata_of(engine: Engine, repository: Repository) -> ModelMetadata:
     m = engine.manifest
     n_classes = len(m.classes)
     return ModelMetadata(
-        name=m.name, versions=sorted(repository.models.get(m.name, {}), key=int),
+        name=m.name,
+        versions=sorted(repository.models.get(m.name, {}), key=int),
         platform="onnxruntime_onnx",
         inputs=[TensorMetadata(name=m.input.name, datatype="FP32", shape=[-1, *map(_dim, m.input.shape[1:])])],
-        outputs=[TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, n_classes]),
-                 TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
-                 TensorMetadata(name="confidence", datatype="FP32", shape=[-1]),
-                 TensorMetadata(name="prediction_id", datatype="BYTES", shape=[-1])],
+        outputs=[
+            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, n_classes]),
+            TensorMetadata(name="label", datatype="BYTES", shape=[-1]),
+            TensorMetadata(name="confidence", datatype="FP32", shape=[-1]),
+            TensorMetadata(name="prediction_id", datatype="BYTES", shape=[-1]),
+        ],
         parameters={
-            "version": m.version, "classes": m.classes, "input_datatypes": sorted(INPUT_DTYPES),
-            "calibration_map": m.calibration.kind, "temperature": m.calibration.temperature,
-            "gamma": m.calibration.gamma, "reference_ece": m.reference.ece,
-            "reference_accuracy": m.reference.accuracy, "reference_n": m.reference.n,
-            "execution_provider": engine.provider, "preprocessing": m.preprocessing.model_dump(),
+            "version": m.version,
+            "classes": m.classes,
+            "input_datatypes": sorted(INPUT_DTYPES),
+            "calibration_map": m.calibration.kind,
+            "temperature": m.calibration.temperature,
+            "gamma": m.calibration.gamma,
+            "reference_ece": m.reference.ece,
+            "reference_accuracy": m.reference.accuracy,
+            "reference_n": m.reference.n,
+            "execution_provider": engine.provider,
+            "preprocessing": m.preprocessing.model_dump(),
         },
     )
 
@@ -92,23 +101,30 @@ def _dim(d: int | None) -> int:
 
 
 _TENSOR_INPUT = {
-    "type": "object", "required": ["name", "shape", "datatype"],
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2},
         "datatype": {"type": "string", "enum": sorted(INPUT_DTYPES)},
-        "data": {"type": "array", "description": "row-major values (flat or nested); omit when "
-                 "the tensor is sent as binary data"},
+        "data": {
+            "type": "array",
+            "description": "row-major values (flat or nested); omit when the tensor is sent as binary data",
+        },
         "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}},
     },
 }
 _REQUESTED_OUTPUT = {
-    "type": "object", "required": ["name"],
-    "properties": {"name": {"type": "string", "enum": list(OUTPUTS)},
-                   "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}},
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "enum": list(OUTPUTS)},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+    },
 }
 INFER_REQUEST_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["inputs"],
+    "type": "object",
+    "required": ["inputs"],
     "properties": {
         "id": {"type": "string"},
         "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
@@ -116,14 +132,24 @@ INFER_REQUEST_SCHEMA: dict[str, Any] = {
         "outputs": {"type": "array", "minItems": 1, "items": _REQUESTED_OUTPUT},
     },
 }
-INFER_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": INFER_REQUEST_SCHEMA},
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}, "description":
-                                 "binary tensor data extension: Inference-Header-Content-Length "
-                                 "bytes of JSON header, then the raw tensors"},
-}}}
-BINARY_OUTPUTS: dict[str, Any] = {"application/octet-stream": {
-    "schema": {"type": "string", "format": "binary"},
-    "description": "binary outputs requested: Inference-Header-Content-Length bytes of JSON header "
-                   "(InferResponse), then the raw tensors"}}
+INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": INFER_REQUEST_SCHEMA},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "binary tensor data extension: Inference-Header-Content-Length "
+                "bytes of JSON header, then the raw tensors",
+            },
+        },
+    }
+}
+BINARY_OUTPUTS: dict[str, Any] = {
+    "application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"},
+        "description": "binary outputs requested: Inference-Header-Content-Length bytes of JSON header "
+        "(InferResponse), then the raw tensors",
+    }
+}
 INFER_ERRORS = (400, 401, 404, 413, 503)

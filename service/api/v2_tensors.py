@@ -46,14 +46,15 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     if header_length is None:
         return decode_json_object(body), b""
     if not header_length.isdigit() or int(header_length) > len(body):
-        raise BadRequest(f"Inference-Header-Content-Length {header_length!r} is not a length "
-                         f"within the {len(body)}-byte body", field="Inference-Header-Content-Length")
+        raise BadRequest(
+            f"Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body",
+            field="Inference-Header-Content-Length",
+        )
     cut = int(header_length)
     return decode_json_object(body[:cut]), body[cut:]
 
 
-def parse_infer_request(header: dict[str, Any], binary: bytes, input_name: str,
-                        max_instances: int) -> InferRequest:
+def parse_infer_request(header: dict[str, Any], binary: bytes, input_name: str, max_instances: int) -> InferRequest:
     """Validate the header against the protocol and our model's single input."""
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -61,23 +62,22 @@ def parse_infer_request(header: dict[str, Any], binary: bytes, input_name: str,
     params = _parameters(header, "parameters")
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
-        raise BadRequest(f"must be a list holding exactly one input tensor named '{input_name}'",
-                         field="inputs")
+        raise BadRequest(f"must be a list holding exactly one input tensor named '{input_name}'", field="inputs")
     tensor = read_input(_object(inputs[0], "inputs[0]"), binary, input_name, max_instances)
     outputs = requested_outputs(header.get("outputs"), bool(params.get("binary_data_output", False)))
     return InferRequest(request_id, tensor, outputs)
 
 
-def read_input(spec: dict[str, Any], binary: bytes, input_name: str,
-               max_instances: int) -> NDArray[np.float64]:
+def read_input(spec: dict[str, Any], binary: bytes, input_name: str, max_instances: int) -> NDArray[np.float64]:
     """The input tensor as float64 of its declared shape, from ``data`` or the binary section."""
     field = "inputs[0]"
     if spec.get("name") != input_name:
         raise BadRequest(f"input must be named '{input_name}', got {spec.get('name')!r}", field=f"{field}.name")
     dtype = INPUT_DTYPES.get(str(spec.get("datatype")))
     if dtype is None:
-        raise BadRequest(f"datatype must be one of {sorted(INPUT_DTYPES)}, got {spec.get('datatype')!r}",
-                         field=f"{field}.datatype")
+        raise BadRequest(
+            f"datatype must be one of {sorted(INPUT_DTYPES)}, got {spec.get('datatype')!r}", field=f"{field}.datatype"
+        )
     shape = _shape(spec.get("shape"), f"{field}.shape", max_instances)
     params = _parameters(spec, f"{field}.parameters")
     if "shared_memory_region" in params:
@@ -86,32 +86,39 @@ def read_input(spec: dict[str, Any], binary: bytes, input_name: str,
         flat = _binary_values(params["binary_data_size"], binary, dtype, shape, field)
     else:
         if binary:
-            raise BadRequest(f"{len(binary)} bytes follow the header but no input announces "
-                             "binary_data_size", field=f"{field}.parameters.binary_data_size")
+            raise BadRequest(
+                f"{len(binary)} bytes follow the header but no input announces binary_data_size",
+                field=f"{field}.parameters.binary_data_size",
+            )
         flat = _json_values(spec.get("data"), dtype, shape, f"{field}.data")
     return flat.reshape(shape).astype(np.float64, copy=False)
 
 
 def _shape(value: Any, field: str, max_instances: int) -> tuple[int, ...]:
     """A shape [N, ...] of positive ints with N within the per-request limit."""
-    if (not isinstance(value, list) or len(value) < 2
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value)):
+    if (
+        not isinstance(value, list)
+        or len(value) < 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value)
+    ):
         raise BadRequest("must be a list of at least two positive integers [N, ...]", field=field)
     if value[0] > max_instances:
-        raise BadRequest(f"{value[0]} instances exceed the limit of {max_instances} per request "
-                         "(max_instances)", field=field)
+        raise BadRequest(
+            f"{value[0]} instances exceed the limit of {max_instances} per request (max_instances)", field=field
+        )
     if math.prod(value) > 1 << 28:
         raise BadRequest(f"shape {value} is too large", field=field)
     return tuple(value)
 
 
-def _binary_values(size: Any, binary: bytes, dtype: np.dtype[Any], shape: tuple[int, ...],
-                   field: str) -> NDArray[Any]:
+def _binary_values(size: Any, binary: bytes, dtype: np.dtype[Any], shape: tuple[int, ...], field: str) -> NDArray[Any]:
     expected = math.prod(shape) * dtype.itemsize
     if not isinstance(size, int) or size != expected or len(binary) != size:
-        raise BadRequest(f"binary_data_size must equal shape x {dtype.itemsize} bytes = {expected} "
-                         f"and the {len(binary)} bytes after the header, got {size!r}",
-                         field=f"{field}.parameters.binary_data_size")
+        raise BadRequest(
+            f"binary_data_size must equal shape x {dtype.itemsize} bytes = {expected} "
+            f"and the {len(binary)} bytes after the header, got {size!r}",
+            field=f"{field}.parameters.binary_data_size",
+        )
     return np.frombuffer(binary, dtype=dtype)
 
 
@@ -124,8 +131,7 @@ def _json_values(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], field:
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"must hold numbers only ({str(exc).splitlines()[0]})", field=field) from exc
     if flat.size != math.prod(shape):
-        raise BadRequest(f"holds {flat.size} values but shape {list(shape)} needs {math.prod(shape)}",
-                         field=field)
+        raise BadRequest(f"holds {flat.size} values but shape {list(shape)} needs {math.prod(shape)}", field=field)
     if dtype == np.uint8 and flat.size and (flat.min() < 0 or flat.max() > 255 or (flat % 1).any()):
         raise BadRequest("UINT8 values must be integers in [0, 255]", field=field)
     return flat
@@ -141,8 +147,9 @@ def requested_outputs(value: Any, binary_default: bool) -> tuple[RequestedOutput
     for i, item in enumerate(value):
         spec = _object(item, f"outputs[{i}]")
         if spec.get("name") not in OUTPUTS:
-            raise BadRequest(f"unknown output {spec.get('name')!r}; outputs are {list(OUTPUTS)}",
-                             field=f"outputs[{i}].name")
+            raise BadRequest(
+                f"unknown output {spec.get('name')!r}; outputs are {list(OUTPUTS)}", field=f"outputs[{i}].name"
+            )
         flag = _parameters(spec, f"outputs[{i}].parameters").get("binary_data", binary_default)
         chosen.append(RequestedOutput(str(spec["name"]), bool(flag)))
     return tuple(chosen)
@@ -159,8 +166,9 @@ def _parameters(spec: dict[str, Any], field: str) -> dict[str, Any]:
     return _object(value if value is not None else {}, field)
 
 
-def output_tensors(probs: NDArray[np.float32], classes: list[str],
-                   ids: list[str]) -> dict[str, tuple[str, NDArray[Any] | list[str]]]:
+def output_tensors(
+    probs: NDArray[np.float32], classes: list[str], ids: list[str]
+) -> dict[str, tuple[str, NDArray[Any] | list[str]]]:
     """name -> (datatype, values) for every output; BYTES values as Python strings."""
     top = probs.argmax(axis=1)
     return {
@@ -171,8 +179,9 @@ def output_tensors(probs: NDArray[np.float32], classes: list[str],
     }
 
 
-def encode_response(meta: dict[str, Any], tensors: dict[str, tuple[str, NDArray[Any] | list[str]]],
-                    outputs: tuple[RequestedOutput, ...]) -> tuple[bytes, int | None]:
+def encode_response(
+    meta: dict[str, Any], tensors: dict[str, tuple[str, NDArray[Any] | list[str]]], outputs: tuple[RequestedOutput, ...]
+) -> tuple[bytes, int | None]:
     """The body and, when any output is binary, the JSON header's length."""
     entries, blobs = [], []
     for out in outputs:

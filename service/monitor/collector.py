@@ -31,24 +31,20 @@ _GAUGES = {  # name -> help; every one is labelled by model and version
     "candor_calibration_window_labels": "Labels received within the monitor's window.",
     "candor_calibration_window_predictions": "Predictions made within the monitor's window.",
     "candor_calibration_window_ece_ratio": "ECE of the labels within the window (15 bins).",
-    "candor_calibration_window_accuracy_ratio": "Accuracy of the labelled predictions "
-                                                "in the window.",
-    "candor_calibration_window_confidence_ratio": "Mean confidence of the labelled predictions "
-                                                  "in the window.",
+    "candor_calibration_window_accuracy_ratio": "Accuracy of the labelled predictions in the window.",
+    "candor_calibration_window_confidence_ratio": "Mean confidence of the labelled predictions in the window.",
     "candor_calibration_window_label_coverage_ratio": "Labels / predictions within the window.",
     "candor_calibration_window_prediction_confidence_ratio": "Mean confidence of all predictions "
-                                                             "in the window (label-free).",
+    "in the window (label-free).",
     "candor_calibration_window_confidence_psi": "PSI of the window's confidence histogram against "
-                                                "the reference histogram (label-free).",
+    "the reference histogram (label-free).",
     "candor_calibration_drift_ok": "1 when the window's drift verdict is ok.",
     "candor_calibration_drift_detected": "1 when the window's drift verdict is drift.",
-    "candor_calibration_drift_insufficient_data": "1 when the window has too few labels "
-                                                  "for a verdict.",
+    "candor_calibration_drift_insufficient_data": "1 when the window has too few labels for a verdict.",
     "candor_calibration_drift_statistic_ratio": "Drift test statistic (the window's ECE).",
     "candor_calibration_drift_threshold_ratio": "ECE threshold at the window's n (high quantile "
-                                                "of a reference-calibrated model's ECE).",
-    "candor_calibration_drift_p_value": "p-value of the window's ECE under the reference "
-                                        "calibration.",
+    "of a reference-calibrated model's ECE).",
+    "candor_calibration_drift_p_value": "p-value of the window's ECE under the reference calibration.",
     "candor_calibration_reference_ece_ratio": "ECE of the manifest's held-out reference.",
     "candor_calibration_reference_accuracy_ratio": "Accuracy of the manifest's reference.",
     "candor_calibration_reference_confidence_ratio": "Mean confidence of the manifest's reference.",
@@ -77,12 +73,15 @@ class MonitorCollector(Collector):
         predictions = CounterMetricFamily("candor_predictions", "Predictions served.", labels=MV)
         bins = {
             part: CounterMetricFamily(f"candor_calibration_bin_{part}", doc, labels=[*MV, "bin"])
-            for part, doc in (("labeled", "Labelled predictions per confidence bin."),
-                              ("confidence", "Sum of labelled predictions' confidences per bin."),
-                              ("correct", "Correct labelled predictions per confidence bin."))
+            for part, doc in (
+                ("labeled", "Labelled predictions per confidence bin."),
+                ("confidence", "Sum of labelled predictions' confidences per bin."),
+                ("correct", "Correct labelled predictions per confidence bin."),
+            )
         }
-        delay = HistogramMetricFamily("candor_label_delay_seconds",
-                                      "Seconds from prediction to accepted label.", labels=MV)
+        delay = HistogramMetricFamily(
+            "candor_label_delay_seconds", "Seconds from prediction to accepted label.", labels=MV
+        )
         for model, version in self.monitor.models():
             snap = self.monitor.snapshot(model, version)
             status = self.monitor.status_of(snap)
@@ -98,8 +97,7 @@ class MonitorCollector(Collector):
         yield from self._store_metrics()
 
     def _store_metrics(self) -> Iterator[Metric]:
-        feedback = CounterMetricFamily("candor_feedback_labels", "Labels received, per outcome.",
-                                       labels=["outcome"])
+        feedback = CounterMetricFamily("candor_feedback_labels", "Labels received, per outcome.", labels=["outcome"])
         for outcome, count in self.monitor.feedback_counts().items():
             feedback.add_metric([outcome.value], count)
         yield feedback
@@ -107,10 +105,12 @@ class MonitorCollector(Collector):
             evicted = self.monitor.store.evicted()
         except StoreError:
             return  # the scrape still answers; up stays 1 and the store's absence shows here
-        yield CounterMetricFamily("candor_prediction_store_evicted",
-                                  "Unlabelled predictions dropped from the full prediction store "
-                                  "(store-wide: shared by replicas using the same Redis).",
-                                  value=evicted)
+        yield CounterMetricFamily(
+            "candor_prediction_store_evicted",
+            "Unlabelled predictions dropped from the full prediction store "
+            "(store-wide: shared by replicas using the same Redis).",
+            value=evicted,
+        )
 
 
 def _add_bins(bins: dict[str, CounterMetricFamily], labels: list[str], snap: ModelSnapshot) -> None:
@@ -122,8 +122,7 @@ def _add_bins(bins: dict[str, CounterMetricFamily], labels: list[str], snap: Mod
         bins["correct"].add_metric(key, float(stats.correct_sums[b]))
 
 
-def _add_gauges(gauges: dict[str, GaugeMetricFamily], labels: list[str],
-                status: CalibrationStatus) -> None:
+def _add_gauges(gauges: dict[str, GaugeMetricFamily], labels: list[str], status: CalibrationStatus) -> None:
     window, drift, free, ref = status.window, status.drift, status.label_free, status.reference
     values: dict[str, float | None] = {
         "candor_calibration_window_labels": window.labels,
@@ -139,8 +138,7 @@ def _add_gauges(gauges: dict[str, GaugeMetricFamily], labels: list[str],
         "candor_calibration_drift_p_value": drift.p_value,
         "candor_calibration_reference_ece_ratio": None if ref is None else ref.ece,
         "candor_calibration_reference_accuracy_ratio": None if ref is None else ref.accuracy,
-        "candor_calibration_reference_confidence_ratio": None if ref is None
-        else ref.mean_confidence,
+        "candor_calibration_reference_confidence_ratio": None if ref is None else ref.mean_confidence,
     }
     for verdict, name in _VERDICT_GAUGES.items():
         values[name] = float(drift.verdict == verdict.value)
@@ -151,7 +149,8 @@ def _add_gauges(gauges: dict[str, GaugeMetricFamily], labels: list[str],
 
 def _add_delay(delay: HistogramMetricFamily, labels: list[str], snap: ModelSnapshot) -> None:
     cumulative = snap.delays.counts.cumsum()
-    buckets = [(repr(float(bound)), float(count))
-               for bound, count in zip(snap.delays.bounds, cumulative[:-1], strict=True)]
+    buckets = [
+        (repr(float(bound)), float(count)) for bound, count in zip(snap.delays.bounds, cumulative[:-1], strict=True)
+    ]
     buckets.append(("+Inf", float(cumulative[-1])))
     delay.add_metric(labels, buckets, sum_value=snap.delays.total)

@@ -62,7 +62,10 @@ class DriftResult:
 
 
 def reference_gaps(
-    reference: ReliabilityBins | None, n_bins: int, draws: int, prior: float,
+    reference: ReliabilityBins | None,
+    n_bins: int,
+    draws: int,
+    prior: float,
     rng: np.random.Generator,
 ) -> NDArray[np.float64]:
     """Draws (R, M) of the reference gap delta_b = r_b - a_b, a_b ~ Beta posterior; 0 if unseen."""
@@ -80,9 +83,7 @@ def reference_gaps(
     return np.where(counts > 0, r - accuracy, 0.0)
 
 
-def simulate_ece(
-    window: BinStatistics, gaps: NDArray[np.float64], rng: np.random.Generator
-) -> NDArray[np.float64]:
+def simulate_ece(window: BinStatistics, gaps: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.float64]:
     """ECE* per resample: sum_b |S_b - C_b| / n with C_b ~ Binomial(n_b, w_b - delta_b)."""
     counts = window.counts
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -113,8 +114,7 @@ def drift_test(
     return DriftResult(verdict, statistic, threshold, p_value, n)
 
 
-def psi(observed_counts: ArrayLike, reference_fractions: ArrayLike,
-        epsilon: float = PSI_EPSILON) -> float | None:
+def psi(observed_counts: ArrayLike, reference_fractions: ArrayLike, epsilon: float = PSI_EPSILON) -> float | None:
     """Population stability index sum_i (p_i - q_i) ln(p_i / q_i), empty bins floored at epsilon.
 
     None when nothing was observed.

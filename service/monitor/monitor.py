@@ -44,9 +44,13 @@ class MonitorConfig:
 class Monitor:
     """Joins labels to predictions and keeps per-(model, version) calibration windows."""
 
-    def __init__(self, store: PredictionStore,
-                 references: Mapping[ModelKey, ReferenceFigures] | None = None,
-                 config: MonitorConfig | None = None, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        store: PredictionStore,
+        references: Mapping[ModelKey, ReferenceFigures] | None = None,
+        config: MonitorConfig | None = None,
+        clock: Clock = time.time,
+    ) -> None:
         self.store = store
         self.config = config or MonitorConfig()
         self._clock = clock
@@ -62,27 +66,35 @@ class Monitor:
         with self._lock:
             self._state(model, version, reference)
 
-    def _state(self, model: str, version: str,
-               reference: ReferenceFigures | None = None) -> ModelState:
+    def _state(self, model: str, version: str, reference: ReferenceFigures | None = None) -> ModelState:
         """The state of a key, created on first sight (call with the lock held)."""
         state = self._states.get((model, version))
         if state is None:
             c = self.config
-            state = ModelState.create(model, version, reference, c.n_bins, c.window_seconds,
-                                      c.n_buckets, self._clock)
+            state = ModelState.create(model, version, reference, c.n_bins, c.window_seconds, c.n_buckets, self._clock)
             self._states[(model, version)] = state
         return state
 
-    def record_predictions(self, model: str, version: str, ids: Sequence[str],
-                           confidences: ArrayLike, predicted: ArrayLike,
-                           now: float | None = None) -> None:
+    def record_predictions(
+        self,
+        model: str,
+        version: str,
+        ids: Sequence[str],
+        confidences: ArrayLike,
+        predicted: ArrayLike,
+        now: float | None = None,
+    ) -> None:
         """Store served predictions for the label join and count their confidences."""
         t = self._clock() if now is None else now
         conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
         pred = np.asarray(predicted).reshape(-1)
         _check_predictions(ids, conf, pred)
-        self.store.put([PredictionRecord(pid, model, version, float(c), int(k), t)
-                        for pid, c, k in zip(ids, conf.tolist(), pred.tolist(), strict=True)])
+        self.store.put(
+            [
+                PredictionRecord(pid, model, version, float(c), int(k), t)
+                for pid, c, k in zip(ids, conf.tolist(), pred.tolist(), strict=True)
+            ]
+        )
         with self._lock:
             state = self._state(model, version)
             state.predicted.add_checked(conf, t)  # checked above
@@ -93,13 +105,13 @@ class Monitor:
         names to indices before ``record_feedback``; unknown ids are left out."""
         return self.store.fetch(ids)
 
-    def record_feedback(self, labels: Sequence[tuple[str, int]],
-                        now: float | None = None) -> FeedbackResult:
+    def record_feedback(self, labels: Sequence[tuple[str, int]], now: float | None = None) -> FeedbackResult:
         """Join (prediction_id, label index) pairs; accepted ones update their model's window."""
         return self.record_feedback_batches([labels], now)[0]
 
-    def record_feedback_batches(self, batches: Sequence[Sequence[tuple[str, int]]],
-                                now: float | None = None) -> list[FeedbackResult]:
+    def record_feedback_batches(
+        self, batches: Sequence[Sequence[tuple[str, int]]], now: float | None = None
+    ) -> list[FeedbackResult]:
         """``record_feedback`` for several callers in one store call (group commit); each batch
         gets its own counts, as if the batches had been sent one after the other in order."""
         t = self._clock() if now is None else now
@@ -110,7 +122,7 @@ class Monitor:
             self._apply_accepted(resolutions, t)
         results, start = [], 0
         for batch in batches:
-            results.append(_counts(resolutions[start:start + len(batch)]))
+            results.append(_counts(resolutions[start : start + len(batch)]))
             start += len(batch)
         return results
 
@@ -170,19 +182,25 @@ class Monitor:
         ref = snap.reference
         drift, cfg = self.drift(snap), self.config.drift
         return CalibrationStatus(
-            model=snap.model, version=snap.version, as_of=snap.now,
+            model=snap.model,
+            version=snap.version,
+            as_of=snap.now,
             window_seconds=self.config.window_seconds,
             window=LabelledFigures.of(snap.window),
             since_start=LabelledFigures.of(snap.since_start),
             predictions_since_start=snap.predictions_total,
-            label_coverage=(snap.window.total / snap.window_predictions
-                            if snap.window_predictions else None),
-            reliability=reliability_bins(snap.window, None if ref is None
-                                         else reference_statistics(ref)),
+            label_coverage=(snap.window.total / snap.window_predictions if snap.window_predictions else None),
+            reliability=reliability_bins(snap.window, None if ref is None else reference_statistics(ref)),
             reference=None if ref is None else _reference_summary(ref),
-            drift=DriftStatus(verdict=drift.verdict.value, statistic=drift.statistic,
-                              threshold=drift.threshold, p_value=drift.p_value, n=drift.n,
-                              min_labels=cfg.min_labels, quantile=cfg.quantile),
+            drift=DriftStatus(
+                verdict=drift.verdict.value,
+                statistic=drift.statistic,
+                threshold=drift.threshold,
+                p_value=drift.p_value,
+                n=drift.n,
+                min_labels=cfg.min_labels,
+                quantile=cfg.quantile,
+            ),
             label_free=_label_free(snap, cfg.min_labels),
         )
 
@@ -217,7 +235,8 @@ def _label_free(snap: ModelSnapshot, min_predictions: int) -> LabelFreeSignals:
     ref = snap.reference
     shift = None if ref is None else psi(snap.histogram, ref.confidence_histogram.fractions)
     return LabelFreeSignals(
-        predictions=n, mean_confidence=snap.window_confidence_sum / n if n else None,
+        predictions=n,
+        mean_confidence=snap.window_confidence_sum / n if n else None,
         reference_mean_confidence=None if ref is None else _reference_summary(ref).mean_confidence,
         confidence_psi=shift,
         confidence_shift=shift is not None and n >= min_predictions and shift > PSI_SHIFT,

@@ -63,9 +63,15 @@ class PendingLogStore:
         """Append the records to the log (durable against kill -9 when this returns)."""
         if not records:
             return
-        data = b"".join([orjson.dumps([r.prediction_id, r.model, r.version, float(r.confidence),
-                                       int(r.predicted), float(r.created_at)]) + b"\n"
-                         for r in records])
+        data = b"".join(
+            [
+                orjson.dumps(
+                    [r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted), float(r.created_at)]
+                )
+                + b"\n"
+                for r in records
+            ]
+        )
         with self._lock:
             self._append(data)
             self._pending.extend(records)
@@ -109,7 +115,7 @@ class PendingLogStore:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             if self._sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
@@ -145,9 +151,11 @@ def open_owned_log(path: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
-        raise StoreError(f"prediction log {path} is in use by another store handle or process; give "
-                         "each candor process its own state_dir, or share predictions between "
-                         "replicas with a redis:// store_url") from exc
+        raise StoreError(
+            f"prediction log {path} is in use by another store handle or process; give "
+            "each candor process its own state_dir, or share predictions between "
+            "replicas with a redis:// store_url"
+        ) from exc
     return fd
 
 
@@ -162,8 +170,9 @@ def read_log(path: Path) -> list[PredictionRecord]:
     for number, line in enumerate(lines, start=1):
         try:
             pid, model, version, confidence, predicted, created = orjson.loads(line)
-            records.append(PredictionRecord(str(pid), str(model), str(version), float(confidence),
-                                            int(predicted), float(created)))
+            records.append(
+                PredictionRecord(str(pid), str(model), str(version), float(confidence), int(predicted), float(created))
+            )
         except (orjson.JSONDecodeError, TypeError, ValueError):
             log.warning("prediction log %s: line %d is not a record, skipped", path, number)
     return records

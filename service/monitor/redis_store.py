@@ -83,9 +83,7 @@ _BATCH = 1000  # records or labels per script call (put batches need not be atom
 class RedisStore:
     """PredictionStore on a Redis server shared by replicas; see service.monitor.store."""
 
-    def __init__(
-        self, url: str, limits: StoreLimits | None = None, prefix: str = "candor:"
-    ) -> None:
+    def __init__(self, url: str, limits: StoreLimits | None = None, prefix: str = "candor:") -> None:
         self.where = _redacted(url)
         self.limits = limits or StoreLimits()
         self.prefix = prefix
@@ -97,12 +95,18 @@ class RedisStore:
         """Insert new predictions, purge those past retention + grace, then enforce capacity."""
         ttl_ms = str(int(self.limits.keep_seconds * 1000))
         for start in range(0, len(records), _BATCH):
-            batch = records[start:start + _BATCH]
+            batch = records[start : start + _BATCH]
             purge_before = max(r.created_at for r in batch) - self.limits.keep_seconds
             args = [self.prefix, ttl_ms, str(self.limits.capacity), repr(purge_before)]
             for r in batch:
-                args += [r.prediction_id, r.model, r.version, repr(float(r.confidence)),
-                         str(int(r.predicted)), repr(float(r.created_at))]
+                args += [
+                    r.prediction_id,
+                    r.model,
+                    r.version,
+                    repr(float(r.confidence)),
+                    str(int(r.predicted)),
+                    repr(float(r.created_at)),
+                ]
             self._run(self._put_script, args)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
@@ -116,8 +120,11 @@ class RedisStore:
             return list(pipe.execute())
 
         replies = self._call(read)
-        return {pid: PredictionRecord(pid, m, v, float(c), int(k), float(t))
-                for pid, (m, v, c, k, t) in zip(unique, replies, strict=True) if m is not None}
+        return {
+            pid: PredictionRecord(pid, m, v, float(c), int(k), float(t))
+            for pid, (m, v, c, k, t) in zip(unique, replies, strict=True)
+            if m is not None
+        }
 
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
         """Join labels to stored predictions; each script call is atomic across replicas."""
@@ -125,7 +132,7 @@ class RedisStore:
         expired_before = repr(now - self.limits.retention_seconds)
         out: list[Resolution] = []
         for start in range(0, len(labels), _BATCH):
-            batch = labels[start:start + _BATCH]
+            batch = labels[start : start + _BATCH]
             args = [self.prefix, repr(now), expired_before]
             for pid, label in batch:
                 args += [pid, str(int(label))]

@@ -37,9 +37,13 @@ class LabelledFigures(_Frozen):
         n = stats.total
         if n == 0:
             return cls(labels=0, ece=None, mce=None, accuracy=None, mean_confidence=None)
-        return cls(labels=n, ece=stats.compute_ece(), mce=stats.compute_mce(),
-                   accuracy=float(stats.correct_sums.sum() / n),
-                   mean_confidence=float(stats.confidence_sums.sum() / n))
+        return cls(
+            labels=n,
+            ece=stats.compute_ece(),
+            mce=stats.compute_mce(),
+            accuracy=float(stats.correct_sums.sum() / n),
+            mean_confidence=float(stats.confidence_sums.sum() / n),
+        )
 
 
 class ReliabilityBin(_Frozen):
@@ -54,9 +58,7 @@ class ReliabilityBin(_Frozen):
     reference_confidence: float | None = None
 
 
-def reliability_bins(
-    window: BinStatistics, reference: BinStatistics | None
-) -> list[ReliabilityBin]:
+def reliability_bins(window: BinStatistics, reference: BinStatistics | None) -> list[ReliabilityBin]:
     """Per-bin accuracy and confidence of the window, beside the reference's where it has one."""
     edges = bin_edges(window.n_bins)
     acc, conf = window.bin_accuracy(), window.bin_confidence()
@@ -64,8 +66,11 @@ def reliability_bins(
     ref_conf = reference.bin_confidence() if reference is not None else None
     return [
         ReliabilityBin(
-            lower=float(edges[b]), upper=float(edges[b + 1]), count=int(window.counts[b]),
-            accuracy=_finite(acc[b]), mean_confidence=_finite(conf[b]),
+            lower=float(edges[b]),
+            upper=float(edges[b + 1]),
+            count=int(window.counts[b]),
+            accuracy=_finite(acc[b]),
+            mean_confidence=_finite(conf[b]),
             reference_accuracy=None if ref_acc is None else _finite(ref_acc[b]),
             reference_confidence=None if ref_conf is None else _finite(ref_conf[b]),
         )
@@ -91,8 +96,9 @@ class DriftStatus(_Frozen):
 
     verdict: Literal["ok", "drift", "insufficient_data"]
     statistic: float = Field(description="the window's ECE")
-    threshold: float | None = Field(description="q-quantile of the ECE a reference-calibrated "
-                                                "model shows on the same bins and n")
+    threshold: float | None = Field(
+        description="q-quantile of the ECE a reference-calibrated model shows on the same bins and n"
+    )
     p_value: float | None
     n: int
     min_labels: int
@@ -119,8 +125,9 @@ class CalibrationStatus(_Frozen):
     window: LabelledFigures
     since_start: LabelledFigures
     predictions_since_start: int
-    label_coverage: float | None = Field(description="labels / predictions within the window "
-                                                     "(labels count when they arrive)")
+    label_coverage: float | None = Field(
+        description="labels / predictions within the window (labels count when they arrive)"
+    )
     reliability: list[ReliabilityBin]
     reference: ReferenceSummary | None
     drift: DriftStatus

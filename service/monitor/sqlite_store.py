@@ -42,11 +42,15 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('rows', 0), ('evicted', 0);
 """
 _INSERT = "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)"
-_SELECT = "SELECT prediction_id, model, version, confidence, predicted, created_at, label " \
+_SELECT = (
+    "SELECT prediction_id, model, version, confidence, predicted, created_at, label "
     "FROM predictions WHERE prediction_id IN ({marks})"
+)
 _MARK = "UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ? AND label IS NULL"
-_EVICT = "DELETE FROM predictions WHERE rowid IN " \
+_EVICT = (
+    "DELETE FROM predictions WHERE rowid IN "
     "(SELECT rowid FROM predictions ORDER BY created_at LIMIT ?) RETURNING label IS NULL"
+)
 _CHUNK = 500  # ids per SELECT ... IN (...), below SQLite's variable limit
 
 
@@ -64,9 +68,7 @@ class SQLiteStore:
         self.limits = limits or StoreLimits()
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
-            )
+            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
             self._conn.executescript(_SCHEMA)
@@ -93,8 +95,7 @@ class SQLiteStore:
         if not records:
             return
         rows = [
-            (r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted),
-             float(r.created_at))
+            (r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted), float(r.created_at))
             for r in records
         ]
         newest = max(r.created_at for r in records)
@@ -145,13 +146,11 @@ class SQLiteStore:
         return out
 
     @staticmethod
-    def _fetch(
-        conn: sqlite3.Connection, ids: list[str]
-    ) -> dict[str, tuple[PredictionRecord, int | None]]:
+    def _fetch(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[PredictionRecord, int | None]]:
         """Stored records and their labels (None while pending) for the given ids."""
         found: dict[str, tuple[PredictionRecord, int | None]] = {}
         for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
+            chunk = ids[start : start + _CHUNK]
             query = _SELECT.format(marks=",".join("?" * len(chunk)))
             for pid, model, version, conf, pred, created, label in conn.execute(query, chunk):
                 found[pid] = (PredictionRecord(pid, model, version, conf, pred, created), label)
@@ -184,6 +183,5 @@ class SQLiteStore:
     @staticmethod
     def _add_meta(conn: sqlite3.Connection, name: str, delta: int) -> int:
         """Add ``delta`` to a counter; returns its new value (one statement)."""
-        row = conn.execute("UPDATE meta SET value = value + ? WHERE name = ? RETURNING value",
-                           (delta, name)).fetchone()
+        row = conn.execute("UPDATE meta SET value = value + ? WHERE name = ? RETURNING value", (delta, name)).fetchone()
         return int(row[0])

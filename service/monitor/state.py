@@ -16,8 +16,7 @@ from calibration.manifest import ReferenceFigures
 from service.monitor.windows import CalibrationWindow, Clock, PredictionWindow
 
 # Seconds from prediction to label: 1 s .. 7 days (the default retention).
-DELAY_BUCKETS: tuple[float, ...] = (
-    1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 259_200.0, 604_800.0)
+DELAY_BUCKETS: tuple[float, ...] = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 259_200.0, 604_800.0)
 
 
 class DelayHistogram:
@@ -31,8 +30,9 @@ class DelayHistogram:
     def observe(self, delays: NDArray[np.float64]) -> None:
         """Add delays (negative ones, from clock skew, count as 0): bucket i holds d <= bound_i."""
         d = np.maximum(delays, 0.0)
-        self.counts += np.bincount(np.searchsorted(self.bounds, d, side="left"),
-                                   minlength=self.counts.size).astype(np.int64)
+        self.counts += np.bincount(np.searchsorted(self.bounds, d, side="left"), minlength=self.counts.size).astype(
+            np.int64
+        )
         self.total += float(d.sum())
 
     def copy(self) -> DelayHistogram:
@@ -80,22 +80,38 @@ class ModelState:
     delays: DelayHistogram = field(default_factory=DelayHistogram)
 
     @classmethod
-    def create(cls, model: str, version: str, reference: ReferenceFigures | None, n_bins: int,
-               window_seconds: float, n_buckets: int, clock: Clock) -> ModelState:
+    def create(
+        cls,
+        model: str,
+        version: str,
+        reference: ReferenceFigures | None,
+        n_bins: int,
+        window_seconds: float,
+        n_buckets: int,
+        clock: Clock,
+    ) -> ModelState:
         """Empty windows; the prediction histogram uses the reference histogram's edges if any."""
         edges = None if reference is None else reference.confidence_histogram.edges
-        return cls(model, version,
-                   CalibrationWindow(n_bins, window_seconds, n_buckets, clock),
-                   PredictionWindow(edges, window_seconds, n_buckets, clock), reference)
+        return cls(
+            model,
+            version,
+            CalibrationWindow(n_bins, window_seconds, n_buckets, clock),
+            PredictionWindow(edges, window_seconds, n_buckets, clock),
+            reference,
+        )
 
     def snapshot(self, now: float) -> ModelSnapshot:
         """Copy what a status or a scrape needs."""
         return ModelSnapshot(
-            model=self.model, version=self.version, now=now,
-            window=self.labelled.window(now), since_start=self.labelled.since_start(),
+            model=self.model,
+            version=self.version,
+            now=now,
+            window=self.labelled.window(now),
+            since_start=self.labelled.since_start(),
             predictions_total=self.predictions_total,
             window_predictions=int(self.predicted.histogram(now).sum()),
             window_confidence_sum=self.predicted.confidence_sum(now),
-            histogram=self.predicted.histogram(now), delays=self.delays.copy(),
+            histogram=self.predicted.histogram(now),
+            delays=self.delays.copy(),
             reference=self.reference,
         )

@@ -115,9 +115,7 @@ def check_labels(labels: Sequence[tuple[str, int]]) -> None:
             raise MonitorInputError(f"label of prediction '{prediction_id}' is negative: {label}")
 
 
-def decide(
-    record: PredictionRecord | None, labelled: bool, now: float, retention: float
-) -> Outcome:
+def decide(record: PredictionRecord | None, labelled: bool, now: float, retention: float) -> Outcome:
     """The outcome rule of every backend, in this order: unknown, duplicate, expired, accepted."""
     if record is None:
         return Outcome.UNKNOWN

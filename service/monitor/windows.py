@@ -164,8 +164,12 @@ class PredictionWindow:
         for _, t, parts in self._queue:
             conf = parts[0] if len(parts) == 1 else np.concatenate(parts)
             idx = np.searchsorted(self.edges[1:-1], conf, side="left")
-            sums = np.stack([np.bincount(idx, minlength=n_hist).astype(np.float64),
-                             np.bincount(idx, weights=conf, minlength=n_hist)])
+            sums = np.stack(
+                [
+                    np.bincount(idx, minlength=n_hist).astype(np.float64),
+                    np.bincount(idx, weights=conf, minlength=n_hist),
+                ]
+            )
             self._since_start += sums
             self._ring.add(t, sums)
         self._queue.clear()

@@ -38,9 +38,7 @@ def assert_same_state(a: BinStatistics, b: BinStatistics) -> None:
     cuts=st.lists(st.floats(0, 1), max_size=6),
     n_bins=st.sampled_from([1, 2, 10, 15]),
 )
-def test_stream_over_random_batches_equals_batch(
-    seed: int, n: int, cuts: list[float], n_bins: int
-) -> None:
+def test_stream_over_random_batches_equals_batch(seed: int, n: int, cuts: list[float], n_bins: int) -> None:
     conf, correct = random_pairs(seed, n)
     stream = BinStatistics(n_bins)
     for part in np.split(np.arange(n), sorted(int(c * n) for c in cuts)):
@@ -84,19 +82,13 @@ def test_a_confidence_on_an_edge_goes_to_the_lower_bin(n_bins: int) -> None:
     edges = bin_edges(n_bins)
     interior = edges[1:-1]
     np.testing.assert_array_equal(bin_indices(interior, n_bins), np.arange(n_bins - 1))
-    np.testing.assert_array_equal(
-        bin_indices(np.nextafter(interior, 2.0), n_bins), np.arange(1, n_bins)
-    )
-    np.testing.assert_array_equal(
-        bin_indices(np.nextafter(interior, -1.0), n_bins), np.arange(n_bins - 1)
-    )
+    np.testing.assert_array_equal(bin_indices(np.nextafter(interior, 2.0), n_bins), np.arange(1, n_bins))
+    np.testing.assert_array_equal(bin_indices(np.nextafter(interior, -1.0), n_bins), np.arange(n_bins - 1))
 
 
 @pytest.mark.parametrize("n_bins", [1, 2, 15])
 def test_zero_is_in_the_first_bin_and_one_in_the_last(n_bins: int) -> None:
-    np.testing.assert_array_equal(
-        bin_indices(np.array([0.0, 5e-324, 1.0]), n_bins), [0, 0, n_bins - 1]
-    )
+    np.testing.assert_array_equal(bin_indices(np.array([0.0, 5e-324, 1.0]), n_bins), [0, 0, n_bins - 1])
     stats = batch_of(np.array([0.0, 1.0]), np.array([0.0, 1.0]), n_bins)
     assert stats.counts[0] == stats.counts[-1] == (1 if n_bins > 1 else 2)
     assert stats.counts.size == n_bins  # no hidden extra bin for c = 1.0
@@ -105,9 +97,7 @@ def test_zero_is_in_the_first_bin_and_one_in_the_last(n_bins: int) -> None:
 def test_fifteen_bins_rule_on_decimal_edges() -> None:
     """The float edges k/15 of linspace decide, not the decimal intuition: 0.2 = 3/15 is an edge."""
     assert bin_edges(15)[3] == 0.2
-    np.testing.assert_array_equal(
-        bin_indices(np.array([0.2, 0.2000000001, 0.4, 0.6]), 15), [2, 3, 5, 8]
-    )
+    np.testing.assert_array_equal(bin_indices(np.array([0.2, 0.2000000001, 0.4, 0.6]), 15), [2, 3, 5, 8])
 
 
 def test_update_needs_equal_lengths_and_merge_equal_bins() -> None:

@@ -45,14 +45,17 @@ def _rewrite(directory: Path, edit) -> None:
     path.write_text(json.dumps(raw))
 
 
-@pytest.mark.parametrize(("edit", "field"), [
-    (lambda m: m.update(unexpected=1), "unexpected"),
-    (lambda m: m.update(schema_version=99), "schema_version"),
-    (lambda m: m["calibration"].update(temperature=-1.0), "calibration.temperature"),
-    (lambda m: m.update(onnx_sha256="xyz"), "onnx_sha256"),
-    (lambda m: m["reference"].update(ece=1.5), "reference.ece"),
-    (lambda m: m.pop("classes"), "classes"),
-])
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda m: m.update(unexpected=1), "unexpected"),
+        (lambda m: m.update(schema_version=99), "schema_version"),
+        (lambda m: m["calibration"].update(temperature=-1.0), "calibration.temperature"),
+        (lambda m: m.update(onnx_sha256="xyz"), "onnx_sha256"),
+        (lambda m: m["reference"].update(ece=1.5), "reference.ece"),
+        (lambda m: m.pop("classes"), "classes"),
+    ],
+)
 def test_schema_errors_name_file_and_field(digits_artifact, tmp_path: Path, edit, field: str) -> None:
     copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
     _rewrite(copy, edit)

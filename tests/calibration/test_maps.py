@@ -45,16 +45,12 @@ def test_item_25_golden_focal_map(p: list[float], gamma: float, expected: list[f
 
 
 def test_item_25_golden_focal_temperature_scaling() -> None:
-    np.testing.assert_allclose(
-        temperature_scale([2, 1, 0], 2), [0.506480, 0.307196, 0.186324], atol=1e-6
-    )
+    np.testing.assert_allclose(temperature_scale([2, 1, 0], 2), [0.506480, 0.307196, 0.186324], atol=1e-6)
     expected = [0.569715, 0.274397, 0.155888]
     np.testing.assert_allclose(focal_temperature_scale([2, 1, 0], 2, 1), expected, atol=1e-6)
 
 
-logit_batches = arrays(
-    np.float64, st.tuples(st.integers(1, 8), st.integers(1, 6)), elements=st.floats(-50, 50)
-)
+logit_batches = arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(1, 6)), elements=st.floats(-50, 50))
 temperatures = st.floats(0.01, 100)
 
 
@@ -67,9 +63,7 @@ def test_item_24_gamma_zero_is_temperature_scaling_exactly(z: np.ndarray, t: flo
 
 @settings(max_examples=40, deadline=None)
 @given(z=logit_batches, t=temperatures, gamma=st.sampled_from(GAMMAS))
-def test_item_24_argmax_preserved_and_rows_sum_to_one(
-    z: np.ndarray, t: float, gamma: float
-) -> None:
+def test_item_24_argmax_preserved_and_rows_sum_to_one(z: np.ndarray, t: float, gamma: float) -> None:
     p = focal_temperature_scale(z, t, gamma)
     assert np.isfinite(p).all() and (p >= 0).all()
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
@@ -124,9 +118,7 @@ def test_gamma_minus_one_has_a_finite_limit_at_certainty() -> None:
 
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("temperature", [1e-3, 1e-8, 1.0])
-def test_extreme_logits_give_exact_one_hot_without_the_guard(
-    gamma: float, temperature: float
-) -> None:
+def test_extreme_logits_give_exact_one_hot_without_the_guard(gamma: float, temperature: float) -> None:
     z = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 0.0], [3.0, 1.0, 2.0]])
     p = focal_temperature_scale(z, temperature, gamma)
     assert np.isfinite(p).all()
@@ -166,9 +158,7 @@ def test_one_class_maps_to_one() -> None:
     gamma=st.floats(0.01, 5),
     seed=st.integers(0, 99),
 )
-def test_item_26_confidence_rises_when_the_top_is_at_least_half(
-    p_top: float, k: int, gamma: float, seed: int
-) -> None:
+def test_item_26_confidence_rises_when_the_top_is_at_least_half(p_top: float, k: int, gamma: float, seed: int) -> None:
     rest = np.random.default_rng(seed).dirichlet(np.ones(k - 1)) * (1 - p_top)
     assert focal_map(np.r_[p_top, rest], gamma).max() >= p_top - 1e-12
 
@@ -191,9 +181,7 @@ def expected_focal_minimiser(q: np.ndarray, gamma: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("gamma", [1.0, 2.0, 3.0, 5.0])
-@pytest.mark.parametrize(
-    "q", [[0.7, 0.2, 0.05, 0.05], [0.4, 0.3, 0.2, 0.1], [0.97, 0.01, 0.01, 0.01]]
-)
+@pytest.mark.parametrize("q", [[0.7, 0.2, 0.05, 0.05], [0.4, 0.3, 0.2, 0.1], [0.97, 0.01, 0.01, 0.01]])
 def test_item_27_focal_map_undoes_the_focal_bayes_minimiser(q: list[float], gamma: float) -> None:
     target = np.array(q)
     p_star = expected_focal_minimiser(target, gamma)

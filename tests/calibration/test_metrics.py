@@ -19,9 +19,7 @@ from calibration.errors import MetricInputError
 #   (0.2, 0.6,  0.2 )   1      .6   1       1
 #   (0.3, 0.3,  0.4 )   0      .4   2       0
 #   (0.1, 0.7,  0.2 )   2      .7   1       0
-PROBS = np.array(
-    [[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4], [0.1, 0.7, 0.2]]
-)
+PROBS = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.2, 0.6, 0.2], [0.3, 0.3, 0.4], [0.1, 0.7, 0.2]])
 LABELS = np.array([0, 1, 1, 0, 2])
 
 
@@ -46,16 +44,12 @@ def test_hand_computed_classwise_ece() -> None:
     # k=2: p (.05,.1,.2,.4,.2), y=k (0,0,0,0,1): [0,.25] .55-1; (.25,.5] .4            -> .85
     # cw-ECE = (1.7 + 1.45 + .85) / (5 * 3) = 4 / 15
     assert m.classwise_ece(PROBS, LABELS, n_bins=4) == pytest.approx(4 / 15, abs=1e-15)
-    assert m.classwise_ece(PROBS, LABELS, n_bins=4, num_classes=3) == pytest.approx(
-        4 / 15, abs=1e-15
-    )
+    assert m.classwise_ece(PROBS, LABELS, n_bins=4, num_classes=3) == pytest.approx(4 / 15, abs=1e-15)
 
 
 def test_hand_computed_nll_brier_accuracy() -> None:
     # p on the label: .9 .1 .6 .3 .2; squared errors per row: .015 1.46 .24 .74 1.14 (sum 3.595)
-    assert m.nll(PROBS, LABELS) == pytest.approx(
-        -np.log([0.9, 0.1, 0.6, 0.3, 0.2]).mean(), abs=1e-15
-    )
+    assert m.nll(PROBS, LABELS) == pytest.approx(-np.log([0.9, 0.1, 0.6, 0.3, 0.2]).mean(), abs=1e-15)
     assert m.brier(PROBS, LABELS) == pytest.approx(3.595 / 5, abs=1e-15)
     assert m.accuracy(PROBS, LABELS) == pytest.approx(0.4, abs=1e-15)
 
@@ -73,9 +67,7 @@ def calibrated_sample(n: int, seed: int, power: float = 1.0) -> tuple[np.ndarray
 def test_item_1_one_bin_ece_is_the_confidence_accuracy_gap() -> None:
     probs, labels = calibrated_sample(500, 1, power=2)
     conf, correct = m.confidence_and_correct(probs, labels)
-    assert m.ece(probs, labels, n_bins=1) == pytest.approx(
-        abs(conf.mean() - correct.mean()), abs=1e-14
-    )
+    assert m.ece(probs, labels, n_bins=1) == pytest.approx(abs(conf.mean() - correct.mean()), abs=1e-14)
 
 
 def test_item_2_constant_confidence_ece_equals_adaece() -> None:
@@ -135,9 +127,7 @@ BINNED = [m.ece, m.mce, m.adaptive_ece, m.classwise_ece, m.sece, m.smooth_ece]
 
 @settings(max_examples=30, deadline=None)
 @given(batch=batches, perm_seed=st.integers(0, 1000))
-def test_item_5_every_metric_is_permutation_invariant(
-    batch: tuple[np.ndarray, np.ndarray], perm_seed: int
-) -> None:
+def test_item_5_every_metric_is_permutation_invariant(batch: tuple[np.ndarray, np.ndarray], perm_seed: int) -> None:
     probs, labels = batch
     perm = np.random.default_rng(perm_seed).permutation(labels.size)
     for metric in [*BINNED, m.nll, m.brier, m.accuracy]:
@@ -172,9 +162,7 @@ def test_float32_input_gives_the_float64_answer() -> None:
     probs, labels = calibrated_sample(5000, 4, power=1.5)
     p32 = probs.astype(np.float32)
     for metric in [*BINNED, m.nll, m.brier, m.accuracy]:
-        assert metric(p32, labels) == pytest.approx(
-            metric(p32.astype(np.float64), labels), abs=1e-12
-        )
+        assert metric(p32, labels) == pytest.approx(metric(p32.astype(np.float64), labels), abs=1e-12)
 
 
 def test_confidences_exactly_zero_and_one() -> None:
@@ -240,12 +228,8 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("probs", "labels", "message"), BAD_INPUTS)
-@pytest.mark.parametrize(
-    "metric", [*BINNED, m.nll, m.brier, m.accuracy, m.check_inputs], ids=lambda f: f.__name__
-)
-def test_bad_inputs_raise_metric_input_error(
-    metric: Any, probs: Any, labels: Any, message: str
-) -> None:
+@pytest.mark.parametrize("metric", [*BINNED, m.nll, m.brier, m.accuracy, m.check_inputs], ids=lambda f: f.__name__)
+def test_bad_inputs_raise_metric_input_error(metric: Any, probs: Any, labels: Any, message: str) -> None:
     with pytest.raises(MetricInputError, match=message):
         metric(np.asarray(probs), np.asarray(labels))
 

@@ -36,12 +36,8 @@ def tm_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int, nor
     )
 
 
-def netcal_ece(
-    probs: np.ndarray, labels: np.ndarray, n_bins: int, equal_width: bool = True
-) -> float:
-    return float(
-        netcal_metrics.ECE(bins=n_bins, equal_intervals=equal_width).measure(probs, labels)
-    )
+def netcal_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int, equal_width: bool = True) -> float:
+    return float(netcal_metrics.ECE(bins=n_bins, equal_intervals=equal_width).measure(probs, labels))
 
 
 # ---------------------------------------------------------------- torchmetrics
@@ -52,12 +48,8 @@ def test_ece_and_mce_match_torchmetrics(k: int, seed: int, n_bins: int) -> None:
     torchmetrics accumulates in float32, hence the 1e-6 tolerance.
     """
     probs, labels = softmax_sample(4000, k, seed)
-    assert m.ece(probs, labels, n_bins) == pytest.approx(
-        tm_calibration_error(probs, labels, n_bins, "l1"), abs=1e-6
-    )
-    assert m.mce(probs, labels, n_bins) == pytest.approx(
-        tm_calibration_error(probs, labels, n_bins, "max"), abs=1e-6
-    )
+    assert m.ece(probs, labels, n_bins) == pytest.approx(tm_calibration_error(probs, labels, n_bins, "l1"), abs=1e-6)
+    assert m.mce(probs, labels, n_bins) == pytest.approx(tm_calibration_error(probs, labels, n_bins, "max"), abs=1e-6)
 
 
 def test_torchmetrics_puts_confidence_one_in_a_hidden_extra_bin() -> None:
@@ -126,9 +118,7 @@ def test_adaptive_ece_matches_netcal_equal_mass_when_n_is_a_multiple_of_m() -> N
     with (lower, upper]. For distinct confidences and M | N both make bin m the ranks
     mN/M .. (m+1)N/M - 1."""
     probs, labels = softmax_sample(3000, 4, 5)
-    assert m.adaptive_ece(probs, labels) == pytest.approx(
-        netcal_ece(probs, labels, 15, equal_width=False), abs=1e-12
-    )
+    assert m.adaptive_ece(probs, labels) == pytest.approx(netcal_ece(probs, labels, 15, equal_width=False), abs=1e-12)
 
 
 def test_netcal_equal_mass_differs_when_m_does_not_divide_n() -> None:
@@ -180,16 +170,12 @@ def test_reference_adaptive_ece_drops_the_minimum_sample() -> None:
     with all confidences equal (METHODS 7 item 2) every sample is dropped and AdaECE reads 0."""
     conf, correct = np.full(10, 0.95), np.r_[np.ones(9), 0.0]
     assert reference_adaptive_ece(conf, correct, 15) == 0.0
-    assert m.adaptive_ece(
-        np.stack([conf, 1 - conf], 1), np.where(correct > 0, 0, 1)
-    ) == pytest.approx(0.05)
+    assert m.adaptive_ece(np.stack([conf, 1 - conf], 1), np.where(correct > 0, 0, 1)) == pytest.approx(0.05)
     distinct = np.linspace(0.5, 0.99, 30)
     right = np.r_[0.0, np.ones(29)]  # only the least confident sample is wrong
     probs, labels = np.stack([distinct, 1 - distinct], 1), np.where(right > 0, 0, 1)
     # reference: bins (s0, s2], (s2, s4], ..., (s28, s29]: s0 is nowhere, all others are right
-    assert reference_adaptive_ece(distinct, right, 15) == pytest.approx(
-        np.sum(1 - distinct[1:]) / 30
-    )
+    assert reference_adaptive_ece(distinct, right, 15) == pytest.approx(np.sum(1 - distinct[1:]) / 30)
     # ours: bins {s0, s1}, {s2, s3}, ...: the wrong s0 shares the first bin with s1
     ours = (abs(distinct[0] + distinct[1] - 1) + np.sum(1 - distinct[2:])) / 30
     assert m.adaptive_ece(probs, labels) == pytest.approx(ours)
@@ -212,9 +198,7 @@ def test_smooth_ece_matches_relplot(seed: int, power: float) -> None:
     assert fixed_point_bandwidth(smece.at) == width
     assert smece.at(width) == pytest.approx(value, rel=3e-3)
     for bandwidth in (0.005, 0.02, 0.1):
-        assert smece.at(bandwidth) == pytest.approx(
-            relplot.smECE_sigma(conf, correct, bandwidth), rel=3e-3
-        )
+        assert smece.at(bandwidth) == pytest.approx(relplot.smECE_sigma(conf, correct, bandwidth), rel=3e-3)
 
 
 @pytest.mark.parametrize("bandwidth", [0.01, 0.03, 0.1])

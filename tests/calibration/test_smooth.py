@@ -46,8 +46,7 @@ def test_item_22_sece_tends_to_ece_as_the_bandwidth_shrinks(n_bins: int, power: 
     """Nearest-centre membership is equal-width binning (no confidence is on an edge here)."""
     probs, labels = sample(2000, 1, power)
     gaps = [
-        abs(m.sece(probs, labels, n_bins, bandwidth=s) - m.ece(probs, labels, n_bins))
-        for s in (0.1, 0.01, 1e-3, 1e-5)
+        abs(m.sece(probs, labels, n_bins, bandwidth=s) - m.ece(probs, labels, n_bins)) for s in (0.1, 0.01, 1e-3, 1e-5)
     ]
     assert gaps[-1] < 1e-12
     assert gaps[2] <= gaps[0] + 1e-12
@@ -90,16 +89,12 @@ def test_smooth_ece_of_a_one_signed_residual_is_its_mean() -> None:
     conf = np.random.default_rng(2).uniform(0.5, 1.0, 300)
     probs, labels = top_label_batch(conf, np.zeros(300))
     for bandwidth in (None, 0.001, 0.05, 0.4, 1.0):
-        assert m.smooth_ece(probs, labels, bandwidth=bandwidth) == pytest.approx(
-            conf.mean(), rel=1e-12
-        )
+        assert m.smooth_ece(probs, labels, bandwidth=bandwidth) == pytest.approx(conf.mean(), rel=1e-12)
 
 
 def test_smooth_ece_is_zero_for_group_calibrated_data() -> None:
     for bandwidth in (None, 0.01, 0.2):
-        assert m.smooth_ece(*group_calibrated(), bandwidth=bandwidth) == pytest.approx(
-            0.0, abs=1e-14
-        )
+        assert m.smooth_ece(*group_calibrated(), bandwidth=bandwidth) == pytest.approx(0.0, abs=1e-14)
 
 
 @pytest.mark.parametrize("power", [1.0, 1.3, 2.0])
@@ -121,9 +116,7 @@ def test_smooth_ece_grows_with_miscalibration_and_is_small_when_calibrated() -> 
 def test_duplicating_the_data_changes_nothing() -> None:
     probs, labels = sample(500, 5, power=1.5)
     twice = np.concatenate([probs, probs]), np.concatenate([labels, labels])
-    assert m.smooth_ece(*twice, bandwidth=0.03) == pytest.approx(
-        m.smooth_ece(probs, labels, 0.03), rel=1e-12
-    )
+    assert m.smooth_ece(*twice, bandwidth=0.03) == pytest.approx(m.smooth_ece(probs, labels, 0.03), rel=1e-12)
 
 
 @pytest.mark.parametrize("metric", [m.sece, m.smooth_ece])
@@ -146,9 +139,7 @@ def test_bad_bandwidth_raises(metric: Any, bandwidth: float) -> None:
         (m.accuracy, {}),
     ],
 )
-def test_bootstrap_interval_contains_the_point_estimate(
-    metric: Any, options: dict[str, Any]
-) -> None:
+def test_bootstrap_interval_contains_the_point_estimate(metric: Any, options: dict[str, Any]) -> None:
     probs, labels = sample(400, 6, power=2)
     low, high = m.bootstrap_ci(metric, probs, labels, n_resamples=200, **options)
     assert low <= metric(probs, labels, **options) <= high

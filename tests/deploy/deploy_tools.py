@@ -31,10 +31,7 @@ def binary(name: str) -> Path:
     beside = Path(sys.executable).parent / name
     found = beside if beside.exists() else shutil.which(name)
     if found is None:
-        pytest.fail(
-            f"{name} not found: `make test` installs it (pyproject dev extra / "
-            "scripts/system-deps.sh)"
-        )
+        pytest.fail(f"{name} not found: `make test` installs it (pyproject dev extra / scripts/system-deps.sh)")
     return Path(found)
 
 

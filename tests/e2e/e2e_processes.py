@@ -28,16 +28,30 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(models_dir: Path, extra_env: dict[str, str] | None = None,
-                  timeout: float = 60.0) -> Iterator[str]:
+def serve_process(models_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
     """Run `candor serve` until ready; yield its base URL; SIGTERM it and wait at the end."""
     port = free_port()
     env = {**os.environ, **(extra_env or {})}
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "candor.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--models-dir", str(models_dir)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "candor.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--models-dir",
+                str(models_dir),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc, log, timeout)
@@ -55,8 +69,7 @@ class Replica:
 
 
 @contextmanager
-def serve_replicas(models_dir: Path, envs: list[dict[str, str]],
-                   timeout: float = 60.0) -> Iterator[list[Replica]]:
+def serve_replicas(models_dir: Path, envs: list[dict[str, str]], timeout: float = 60.0) -> Iterator[list[Replica]]:
     """Start one `candor serve` per env (in parallel), wait until all are ready, yield them; stop
     every one at the end (a replica already killed is left alone)."""
     with ExitStack() as stack:
@@ -65,10 +78,24 @@ def serve_replicas(models_dir: Path, envs: list[dict[str, str]],
             port = free_port()
             log = stack.enter_context(tempfile.TemporaryFile("w+"))
             proc = subprocess.Popen(
-                [sys.executable, "-m", "candor.cli", "serve", "--host", "127.0.0.1",
-                 "--port", str(port), "--models-dir", str(models_dir)],
-                cwd=REPO_ROOT, env={**os.environ, **extra_env}, stdout=log,
-                stderr=subprocess.STDOUT, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "candor.cli",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--models-dir",
+                    str(models_dir),
+                ],
+                cwd=REPO_ROOT,
+                env={**os.environ, **extra_env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             stack.callback(stop, proc)
             started.append((Replica(f"http://127.0.0.1:{port}", proc), log))
         for replica, log in started:

@@ -14,8 +14,7 @@ from training.data import load_digits
 pytestmark = pytest.mark.e2e
 
 
-def test_labels_are_accepted_after_a_sigkill_right_after_the_predictions(
-        digits_artifact, tmp_path: Path) -> None:
+def test_labels_are_accepted_after_a_sigkill_right_after_the_predictions(digits_artifact, tmp_path: Path) -> None:
     """Predict, SIGKILL at once, restart on the same SQLite file (named by URL this time): every
     prediction answered is still there to take its label."""
     state = tmp_path / "state"
@@ -23,14 +22,14 @@ def test_labels_are_accepted_after_a_sigkill_right_after_the_predictions(
     with serve_replicas(digits_artifact.models_dir, [{"CANDOR_STATE_DIR": str(state)}]) as (first,):
         predictions = []
         for chunk in (slice(0, 10), slice(10, 20), slice(20, 30)):
-            response = httpx.post(f"{first.url}/v1/models/digits-cnn:predict",
-                                  json={"instances": images[chunk].tolist()}, timeout=30)
+            response = httpx.post(
+                f"{first.url}/v1/models/digits-cnn:predict", json={"instances": images[chunk].tolist()}, timeout=30
+            )
             assert response.status_code == 200
             predictions += response.json()["predictions"]
         first.proc.send_signal(signal.SIGKILL)
         assert first.proc.wait(timeout=10) == -signal.SIGKILL
-    labels = [{"prediction_id": p["prediction_id"], "label": int(y)}
-              for p, y in zip(predictions, truth, strict=True)]
+    labels = [{"prediction_id": p["prediction_id"], "label": int(y)} for p, y in zip(predictions, truth, strict=True)]
     url_env = {"CANDOR_STORE_URL": f"sqlite://{state / 'predictions.db'}"}
     with serve_replicas(digits_artifact.models_dir, [url_env]) as (second,):
         counts = httpx.post(f"{second.url}/v1/feedback", json={"labels": labels}, timeout=30).json()

@@ -54,15 +54,15 @@ def prometheus_config(targets: list[str]) -> str:
 
 
 @pytest.fixture
-def fleet(digits_artifact, redis_server: RedisServer,
-          tmp_path: Path) -> Iterator[tuple[Replica, Replica, PrometheusServer]]:
+def fleet(
+    digits_artifact, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[tuple[Replica, Replica, PrometheusServer]]:
     """Replicas A and B on the shared Redis, and Prometheus scraping both."""
     env = {"CANDOR_STORE_URL": redis_server.url}
     with serve_replicas(digits_artifact.models_dir, [env, env]) as (a, b):
         targets = [r.url.removeprefix("http://") for r in (a, b)]
         (tmp_path / "prometheus").mkdir()
-        prometheus = PrometheusServer(tmp_path / "prometheus", [],
-                                      config_text=prometheus_config(targets)).start()
+        prometheus = PrometheusServer(tmp_path / "prometheus", [], config_text=prometheus_config(targets)).start()
         try:
             yield a, b, prometheus
         finally:
@@ -92,8 +92,11 @@ def predict(replica: Replica, images: np.ndarray) -> tuple[np.ndarray, list[str]
     """Probabilities (N, 10) and prediction ids from replica, 100 instances per request."""
     probs, ids = [], []
     for start in range(0, len(images), 100):
-        response = httpx.post(f"{replica.url}/v1/models/digits-cnn:predict", timeout=30,
-                              json={"instances": images[start:start + 100].tolist()})
+        response = httpx.post(
+            f"{replica.url}/v1/models/digits-cnn:predict",
+            timeout=30,
+            json={"instances": images[start : start + 100].tolist()},
+        )
         assert response.status_code == 200, response.text
         for p in response.json()["predictions"]:
             probs.append([p["probabilities"][str(k)] for k in range(10)])
@@ -109,8 +112,10 @@ def test_fleet_ece_from_the_recording_rules_equals_the_offline_ece(fleet) -> Non
     digits = load_digits()
     images, truth = digits.test_x[:N_PREDICTIONS, 0], digits.test_y[:N_PREDICTIONS]
     probs, ids = predict(a, images)
-    labels = [{"prediction_id": pid, "label": str(y) if i % 2 else int(y)}
-              for i, (pid, y) in enumerate(zip(ids, truth, strict=True))]
+    labels = [
+        {"prediction_id": pid, "label": str(y) if i % 2 else int(y)}
+        for i, (pid, y) in enumerate(zip(ids, truth, strict=True))
+    ]
     counts = httpx.post(f"{b.url}/v1/feedback", json={"labels": labels}, timeout=30).json()
     assert counts == {"accepted": N_PREDICTIONS, "unknown": 0, "duplicate": 0, "expired": 0}
     offline = ece(probs, truth)

@@ -30,8 +30,14 @@ CASES = itertools.count()
 def fuzzed_server(digits_artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     models: Path = tmp_path_factory.mktemp("fuzz") / "models"
     copy_version(digits_artifact.models_dir, models, "digits-cnn", "1", "1")
-    with serve_process(models, {"CANDOR_AUTH_TOKEN": TOKEN, "CANDOR_MAX_BODY_BYTES": "65536",
-                                "CANDOR_STATE_DIR": str(tmp_path_factory.mktemp("fuzz-state"))}) as url:
+    with serve_process(
+        models,
+        {
+            "CANDOR_AUTH_TOKEN": TOKEN,
+            "CANDOR_MAX_BODY_BYTES": "65536",
+            "CANDOR_STATE_DIR": str(tmp_path_factory.mktemp("fuzz-state")),
+        },
+    ) as url:
         yield url
 
 
@@ -47,13 +53,16 @@ schema = schemathesis.openapi.from_dict(service_document())
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_every_operation_conforms_to_the_document(fuzzed_server: str, case) -> None:
     aim_at_the_loaded_model(case)
     httpx.post(f"{fuzzed_server}/v2/repository/models/digits-cnn/load", headers=AUTH)  # after unloads
-    case.call_and_validate(base_url=fuzzed_server, headers=AUTH,
-                           excluded_checks=[positive_data_acceptance])
+    case.call_and_validate(base_url=fuzzed_server, headers=AUTH, excluded_checks=[positive_data_acceptance])
 
 
 def aim_at_the_loaded_model(case) -> None:

@@ -45,7 +45,12 @@ def serve(models: Path, env: dict[str, str]) -> Iterator[Server]:
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "candor.cli", "serve", "--port", str(port), "--models-dir", str(models)],
-            cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, text=True)
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         server = Server(f"http://127.0.0.1:{port}", proc, log)
         try:
             wait_ready(server.url, proc, log, 60)
@@ -58,6 +63,7 @@ def serve(models: Path, env: dict[str, str]) -> Iterator[Server]:
 
 def fire(url: str, n: int, results: list[object], timeout: float = 30) -> list[threading.Thread]:
     """n concurrent predict requests in threads; each appends its response (or exception)."""
+
     def one() -> None:
         try:
             results.append(httpx.post(url + INFER, json={"instances": BATCH}, timeout=timeout))
@@ -77,8 +83,9 @@ def wait_received(url: str, n: int, timeout: float = 30) -> int:
     while time.monotonic() < deadline:
         lines = httpx.get(url + "/metrics", timeout=5).text.splitlines()
         in_flight = next(float(x.split()[1]) for x in lines if x.startswith("candor_http_requests_in_flight ")) - 1
-        answered = sum(float(x.split()[1]) for x in lines
-                       if x.startswith("candor_http_requests_total{") and ':predict"' in x)
+        answered = sum(
+            float(x.split()[1]) for x in lines if x.startswith("candor_http_requests_total{") and ':predict"' in x
+        )
         if in_flight + answered >= n:
             return int(in_flight)
         time.sleep(0.02)

@@ -25,8 +25,9 @@ def server(digits_artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     models = tmp_path_factory.mktemp("triton") / "models"
     copy_version(digits_artifact.models_dir, models, MODEL, "1", "1")
     copy_version(digits_artifact.models_dir, models, MODEL, "1", "2")
-    with serve_process(models, {"CANDOR_MAX_INSTANCES": "32",
-                                "CANDOR_STATE_DIR": str(tmp_path_factory.mktemp("triton-state"))}) as url:
+    with serve_process(
+        models, {"CANDOR_MAX_INSTANCES": "32", "CANDOR_STATE_DIR": str(tmp_path_factory.mktemp("triton-state"))}
+    ) as url:
         yield url
 
 
@@ -41,13 +42,16 @@ def images(n: int, dtype: str = "float32") -> np.ndarray:
     return load_digits().test_x[:n].astype(dtype)  # (n, 1, 8, 8), values 0..255
 
 
-def infer(client: triton.InferenceServerClient, x: np.ndarray, mode: str, outputs: list[str] | None = None,
-          **kwargs: object) -> triton.InferResult:
+def infer(
+    client: triton.InferenceServerClient, x: np.ndarray, mode: str, outputs: list[str] | None = None, **kwargs: object
+) -> triton.InferResult:
     binary_in, binary_out = MODES[mode]
     tensor = triton.InferInput("images", list(x.shape), "FP32" if x.dtype == np.float32 else "UINT8")
     tensor.set_data_from_numpy(x, binary_data=binary_in)
-    requested = [triton.InferRequestedOutput(name, binary_data=binary_out)
-                 for name in (outputs or ["probabilities", "label", "confidence", "prediction_id"])]
+    requested = [
+        triton.InferRequestedOutput(name, binary_data=binary_out)
+        for name in (outputs or ["probabilities", "label", "confidence", "prediction_id"])
+    ]
     return client.infer(MODEL, [tensor], outputs=requested, **kwargs)
 
 
@@ -125,18 +129,22 @@ def test_versioned_infer(client, mode: str) -> None:
     binary_in, binary_out = MODES[mode]
     tensor = triton.InferInput("images", [1, 1, 8, 8], "FP32")
     tensor.set_data_from_numpy(images(1), binary_data=binary_in)
-    result = client.infer(MODEL, [tensor], model_version="1",
-                          outputs=[triton.InferRequestedOutput("label", binary_data=binary_out)])
+    result = client.infer(
+        MODEL, [tensor], model_version="1", outputs=[triton.InferRequestedOutput("label", binary_data=binary_out)]
+    )
     assert result.get_response()["model_version"] == "1"
 
 
 @pytest.mark.parametrize("mode", ["json", "binary"])
-@pytest.mark.parametrize(("model", "x", "phrase"), [
-    ("nope", images(1), "unknown model 'nope'"),
-    (MODEL, images(2)[:, :, :4], "each instance must have shape [1, 8, 8]"),
-    (MODEL, np.full((1, 1, 8, 8), 300, np.float32), "outside the input range"),
-    (MODEL, images(33), "33 instances exceed the limit of 32 per request (max_instances)"),
-])
+@pytest.mark.parametrize(
+    ("model", "x", "phrase"),
+    [
+        ("nope", images(1), "unknown model 'nope'"),
+        (MODEL, images(2)[:, :, :4], "each instance must have shape [1, 8, 8]"),
+        (MODEL, np.full((1, 1, 8, 8), 300, np.float32), "outside the input range"),
+        (MODEL, images(33), "33 instances exceed the limit of 32 per request (max_instances)"),
+    ],
+)
 def test_errors_surface_as_inference_server_exception(client, mode, model, x, phrase) -> None:
     binary_in, _ = MODES[mode]
     tensor = triton.InferInput("images", list(x.shape), "FP32")
@@ -156,4 +164,3 @@ def test_wrong_input_name_and_unknown_output(client) -> None:
     tensor.set_data_from_numpy(images(1))
     with pytest.raises(InferenceServerException, match="unknown output 'logits'"):
         client.infer(MODEL, [tensor], outputs=[triton.InferRequestedOutput("logits")])
-

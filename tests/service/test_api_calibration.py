@@ -24,20 +24,27 @@ N_PREDICTED, N_LABELLED = 240, 180
 
 
 @pytest.fixture(scope="module")
-def served(digits_artifact, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[tuple[TestClient, np.ndarray, np.ndarray]]:
+def served(
+    digits_artifact, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, np.ndarray, np.ndarray]]:
     """An app that served 240 digits test images and got true labels for the first 180; yields
     the client, the probabilities it returned and the true labels."""
-    settings = Settings(models_dir=digits_artifact.models_dir, drift_min_labels=100,
-                        state_dir=tmp_path_factory.mktemp("calibration-state"))
+    settings = Settings(
+        models_dir=digits_artifact.models_dir,
+        drift_min_labels=100,
+        state_dir=tmp_path_factory.mktemp("calibration-state"),
+    )
     digits = load_digits()
     images, truth = digits.test_x[:N_PREDICTED, 0], digits.test_y[:N_PREDICTED]
     with TestClient(create_app(settings)) as client:
-        predictions = client.post("/v1/models/digits-cnn:predict",
-                                  json={"instances": images.tolist()}).json()["predictions"]
+        predictions = client.post("/v1/models/digits-cnn:predict", json={"instances": images.tolist()}).json()[
+            "predictions"
+        ]
         probs = np.array([[p["probabilities"][str(k)] for k in range(10)] for p in predictions])
-        labels = [{"prediction_id": p["prediction_id"], "label": int(y)}
-                  for p, y in zip(predictions[:N_LABELLED], truth, strict=False)]
+        labels = [
+            {"prediction_id": p["prediction_id"], "label": int(y)}
+            for p, y in zip(predictions[:N_LABELLED], truth, strict=False)
+        ]
         assert client.post("/v1/feedback", json={"labels": labels}).json()["accepted"] == N_LABELLED
         yield client, probs, truth
 
@@ -54,8 +61,7 @@ def test_status_equals_the_offline_metrics_on_the_same_predictions(served) -> No
     assert [b["count"] for b in status["reliability"]] == offline.counts.tolist()
     acc = [b["accuracy"] for b in status["reliability"]]
     assert acc == pytest.approx([None if np.isnan(a) else a for a in offline.bin_accuracy()])
-    assert all(b["reference_accuracy"] is not None or b["reference_confidence"] is None
-               for b in status["reliability"])
+    assert all(b["reference_accuracy"] is not None or b["reference_confidence"] is None for b in status["reliability"])
     assert status["label_coverage"] == pytest.approx(N_LABELLED / N_PREDICTED)
     assert status["predictions_since_start"] == N_PREDICTED
 
@@ -77,9 +83,11 @@ def test_version_query_selects_and_unknown_models_are_404_json(served) -> None:
     client, _, _ = served
     versioned, default = (client.get(STATUS, params=q).json() for q in ({"version": "1"}, {}))
     assert versioned.pop("as_of") <= default.pop("as_of") and versioned == default
-    for url, params, field in ((STATUS, {"version": "7"}, "model_version"),
-                               ("/v1/models/nope/calibration", {}, "model_name"),
-                               ("/v1/models/nope/calibration/reliability.png", {}, "model_name")):
+    for url, params, field in (
+        (STATUS, {"version": "7"}, "model_version"),
+        ("/v1/models/nope/calibration", {}, "model_name"),
+        ("/v1/models/nope/calibration/reliability.png", {}, "model_name"),
+    ):
         response = client.get(url, params=params)
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"

@@ -52,8 +52,17 @@ REQUESTS = [
     (PREDICT, {"content": b"x" * (65 * 1024)}),
     (PREDICT, {"json": {"instances": _instances(51)}}),
     ("/v1/models/nope:predict", {"json": {"instances": _instances(1)}}),
-    (INFER, {"json": {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                  "data": sum(_instances(1)[0], [])}], "id": "r1"}}),
+    (
+        INFER,
+        {
+            "json": {
+                "inputs": [
+                    {"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": sum(_instances(1)[0], [])}
+                ],
+                "id": "r1",
+            }
+        },
+    ),
     (INFER, {"json": {"inputs": []}}),
 ]
 
@@ -103,8 +112,7 @@ def test_an_unhandled_exception_is_a_500_and_is_counted(digits_artifact, monkeyp
 def test_browser_requests_take_the_cors_middleware_when_cors_is_configured(digits_artifact) -> None:
     settings = Settings(models_dir=digits_artifact.models_dir, cors_origins=["https://a.example"])
     with TestClient(create_app(settings)) as client:
-        with_origin = client.post(PREDICT, json={"instances": _instances(1)},
-                                  headers={"Origin": "https://a.example"})
+        with_origin = client.post(PREDICT, json={"instances": _instances(1)}, headers={"Origin": "https://a.example"})
         without = client.post(PREDICT, json={"instances": _instances(1)})
     assert with_origin.status_code == without.status_code == 200
     assert with_origin.headers["access-control-allow-origin"] == "https://a.example"

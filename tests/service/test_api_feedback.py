@@ -44,8 +44,7 @@ def make_api(named_models: Path, tmp_path: Path) -> Iterator[ApiFactory]:
     with_stack: list[TestClient] = []
 
     def build(**overrides: Any) -> TestClient:
-        settings = Settings(models_dir=named_models, state_dir=tmp_path / f"s{len(with_stack)}",
-                            **overrides)
+        settings = Settings(models_dir=named_models, state_dir=tmp_path / f"s{len(with_stack)}", **overrides)
         client = TestClient(create_app(settings)).__enter__()
         with_stack.append(client)
         return client
@@ -85,8 +84,9 @@ def test_labels_by_name_and_by_index_are_accepted(api: TestClient) -> None:
     """Names right (the predicted class), indices wrong (the next class): accuracy exactly 1/2."""
     predictions = predict(api, 6)
     by_name = [{"prediction_id": p["prediction_id"], "label": p["label"]} for p in predictions[:3]]
-    by_index = [{"prediction_id": p["prediction_id"], "label": (NAMES.index(p["label"]) + 1) % 10}
-                for p in predictions[3:]]
+    by_index = [
+        {"prediction_id": p["prediction_id"], "label": (NAMES.index(p["label"]) + 1) % 10} for p in predictions[3:]
+    ]
     assert send(api, by_name + by_index) == {**NONE_YET, "accepted": 6}
     figures = since_start(api)
     assert figures["labels"] == 6 and figures["accuracy"] == 0.5
@@ -103,8 +103,11 @@ def test_a_label_sent_twice_counts_once(api: TestClient) -> None:
 
 
 def test_unknown_ids_are_counted_whatever_their_label(api: TestClient) -> None:
-    labels = [{"prediction_id": "never-served", "label": "seven"},
-              {"prediction_id": "nor-this", "label": 99}, {"prediction_id": "x", "label": "?"}]
+    labels = [
+        {"prediction_id": "never-served", "label": "seven"},
+        {"prediction_id": "nor-this", "label": 99},
+        {"prediction_id": "x", "label": "?"},
+    ]
     assert send(api, labels) == {**NONE_YET, "unknown": 3}
 
 
@@ -119,8 +122,11 @@ def test_labels_after_the_retention_are_expired(make_api: ApiFactory) -> None:
 def test_a_bad_label_rejects_the_whole_request_and_names_it(api: TestClient) -> None:
     first, second = predict(api, 2)
     good = {"prediction_id": first["prediction_id"], "label": "three"}
-    cases = [("seventeen", "'seventeen' is not a class of model 'digits-cnn' version '1'"),
-             (10, "class index 10 is out of range"), ("7", "'7' is not a class")]
+    cases = [
+        ("seventeen", "'seventeen' is not a class of model 'digits-cnn' version '1'"),
+        (10, "class index 10 is out of range"),
+        ("7", "'7' is not a class"),
+    ]
     for bad_label, message in cases:
         bad = {"prediction_id": second["prediction_id"], "label": bad_label}
         response = api.post(URL, json={"labels": [good, bad]})
@@ -133,25 +139,27 @@ def test_a_bad_label_rejects_the_whole_request_and_names_it(api: TestClient) -> 
 LABEL = {"prediction_id": "p", "label": 1}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (b"", "body"),
-    (b"{not json", "body"),
-    (b"[]", "body"),
-    (b"{}", "labels"),
-    (b'{"labels": []}', "labels"),
-    (b'{"labels": "p"}', "labels"),
-    (b'{"labels": [1]}', "labels[0]"),
-    (b'{"labels": [{"label": 1}]}', "labels[0].prediction_id"),
-    (b'{"labels": [{"prediction_id": "", "label": 1}]}', "labels[0].prediction_id"),
-    (b'{"labels": [{"prediction_id": 7, "label": 1}]}', "labels[0].prediction_id"),
-    (b'{"labels": [{"prediction_id": "p"}]}', "labels[0].label"),
-    (b'{"labels": [{"prediction_id": "p", "label": 1}, {"prediction_id": "p", "label": 2.0}]}',
-     "labels[1].label"),
-    (b'{"labels": [{"prediction_id": "p", "label": true}]}', "labels[0].label"),
-    (b'{"labels": [{"prediction_id": "p", "label": null}]}', "labels[0].label"),
-    (b'{"labels": [{"prediction_id": "p", "label": [1]}]}', "labels[0].label"),
-    (b'{"labels": [{"prediction_id": "p", "label": -1}]}', "labels[0].label"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"", "body"),
+        (b"{not json", "body"),
+        (b"[]", "body"),
+        (b"{}", "labels"),
+        (b'{"labels": []}', "labels"),
+        (b'{"labels": "p"}', "labels"),
+        (b'{"labels": [1]}', "labels[0]"),
+        (b'{"labels": [{"label": 1}]}', "labels[0].prediction_id"),
+        (b'{"labels": [{"prediction_id": "", "label": 1}]}', "labels[0].prediction_id"),
+        (b'{"labels": [{"prediction_id": 7, "label": 1}]}', "labels[0].prediction_id"),
+        (b'{"labels": [{"prediction_id": "p"}]}', "labels[0].label"),
+        (b'{"labels": [{"prediction_id": "p", "label": 1}, {"prediction_id": "p", "label": 2.0}]}', "labels[1].label"),
+        (b'{"labels": [{"prediction_id": "p", "label": true}]}', "labels[0].label"),
+        (b'{"labels": [{"prediction_id": "p", "label": null}]}', "labels[0].label"),
+        (b'{"labels": [{"prediction_id": "p", "label": [1]}]}', "labels[0].label"),
+        (b'{"labels": [{"prediction_id": "p", "label": -1}]}', "labels[0].label"),
+    ],
+)
 def test_invalid_bodies_are_400_naming_the_field(api: TestClient, body: bytes, field: str) -> None:
     response = api.post(URL, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
@@ -169,8 +177,10 @@ def test_too_many_labels_and_oversized_bodies_are_refused(make_api: ApiFactory) 
 
 def test_store_failure_is_503_with_retry_after(make_api: ApiFactory) -> None:
     api = make_api(store_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
-    for response in (api.post(PREDICT, json={"instances": load_digits().test_x[:1, 0].tolist()}),
-                     api.post(URL, json={"labels": [LABEL]})):
+    for response in (
+        api.post(PREDICT, json={"instances": load_digits().test_x[:1, 0].tolist()}),
+        api.post(URL, json={"labels": [LABEL]}),
+    ):
         assert response.status_code == 503, response.text
         assert "prediction store" in response.json()["error"]
         assert response.headers["retry-after"] == "1"
@@ -196,14 +206,12 @@ def test_openapi_documents_the_typed_body_and_counts(api: TestClient) -> None:
     assert {"400", "413", "503"} <= set(operation["responses"])
 
 
-def test_requests_joined_in_one_store_call_are_checked_and_counted_separately(
-        api: TestClient) -> None:
+def test_requests_joined_in_one_store_call_are_checked_and_counted_separately(api: TestClient) -> None:
     first, second = predict(api, 2)
     monitoring = api.app.state.monitoring  # the group commit's write, called directly
     good = [FeedbackLabel(prediction_id=first["prediction_id"], label="one")]
     bad = [FeedbackLabel(prediction_id=second["prediction_id"], label="eleven")]
     again = [FeedbackLabel(prediction_id=first["prediction_id"], label=1)]
-    ok, refused, duplicate = record_feedback_group(monitoring.monitor, monitoring.classes,
-                                                   [good, bad, again])
+    ok, refused, duplicate = record_feedback_group(monitoring.monitor, monitoring.classes, [good, bad, again])
     assert ok == FeedbackResult(accepted=1) and duplicate == FeedbackResult(duplicate=1)
     assert isinstance(refused, BadRequest) and refused.field == "labels[0].label"

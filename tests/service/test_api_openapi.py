@@ -14,7 +14,8 @@ INFERENCE = {
     "/v2/models/{model_name}/infer": ("infer_v2_models__model_name__infer_post", ["model_name"]),
     "/v2/models/{model_name}/versions/{model_version}/infer": (
         "version_infer_v2_models__model_name__versions__model_version__infer_post",
-        ["model_name", "model_version"]),
+        ["model_name", "model_version"],
+    ),
 }
 
 
@@ -28,11 +29,13 @@ def test_inference_operations_are_documented_like_fastapi_ones(path: str) -> Non
     operation_id, parameters = INFERENCE[path]
     assert operation["operationId"] == operation_id
     assert [(p["name"], p["in"], p["required"]) for p in operation["parameters"]] == [
-        (name, "path", True) for name in parameters]
+        (name, "path", True) for name in parameters
+    ]
     assert operation["requestBody"]["required"] is True
     assert "application/json" in operation["responses"]["200"]["content"]
     assert operation["responses"]["503"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ErrorBody"}
+        "$ref": "#/components/schemas/ErrorBody"
+    }
     assert "security" not in operation and "401" not in operation["responses"]
 
 

@@ -57,25 +57,34 @@ def _instances(value) -> str:
 zeros = np.zeros((8, 8)).tolist()
 
 
-@pytest.mark.parametrize(("content", "field", "phrase"), [
-    (_instances([np.zeros((7, 8)).tolist()]), "instances", "shape [1, 8, 8] or [8, 8]"),
-    (_instances([np.zeros(64).tolist()]), "instances", "shape"),
-    (_instances([zeros, np.zeros((8, 7)).tolist()]), "instances", "equally shaped"),
-    (_instances([[["a"] * 8] * 8]), "instances", "numbers"),
-    (_instances("not a list"), "instances", "list of instances"),
-    (_instances([]), "instances", "at least one"),
-    (json.dumps({"inputs": [zeros]}), "instances", "is required"),
-    (_instances([[[-1.0] * 8] * 8]), "instances[0][0][0][0]", "outside the input range"),
-    (_instances([zeros[:7] + [[0] * 7 + [256]]]), "instances[0][0][7][7]", "256"),
-    ('{"instances": [[[NaN, 0, 0, 0, 0, 0, 0, 0]' + ", [0,0,0,0,0,0,0,0]" * 7 + "]]}",
-     "instances[0][0][0][0]", "NaN"),
-    ('{"instances": [[[0, Infinity, 0, 0, 0, 0, 0, 0]' + ", [0,0,0,0,0,0,0,0]" * 7 + "]]}",
-     "instances[0][0][0][1]", "infinity"),
-    ("{not json", "body", "not valid JSON"),
-    ("", "body", "empty"),
-    ("[1, 2]", "body", "JSON object"),
-    (_instances([zeros] * 51), "instances", "limit of 50"),
-])
+@pytest.mark.parametrize(
+    ("content", "field", "phrase"),
+    [
+        (_instances([np.zeros((7, 8)).tolist()]), "instances", "shape [1, 8, 8] or [8, 8]"),
+        (_instances([np.zeros(64).tolist()]), "instances", "shape"),
+        (_instances([zeros, np.zeros((8, 7)).tolist()]), "instances", "equally shaped"),
+        (_instances([[["a"] * 8] * 8]), "instances", "numbers"),
+        (_instances("not a list"), "instances", "list of instances"),
+        (_instances([]), "instances", "at least one"),
+        (json.dumps({"inputs": [zeros]}), "instances", "is required"),
+        (_instances([[[-1.0] * 8] * 8]), "instances[0][0][0][0]", "outside the input range"),
+        (_instances([zeros[:7] + [[0] * 7 + [256]]]), "instances[0][0][7][7]", "256"),
+        (
+            '{"instances": [[[NaN, 0, 0, 0, 0, 0, 0, 0]' + ", [0,0,0,0,0,0,0,0]" * 7 + "]]}",
+            "instances[0][0][0][0]",
+            "NaN",
+        ),
+        (
+            '{"instances": [[[0, Infinity, 0, 0, 0, 0, 0, 0]' + ", [0,0,0,0,0,0,0,0]" * 7 + "]]}",
+            "instances[0][0][0][1]",
+            "infinity",
+        ),
+        ("{not json", "body", "not valid JSON"),
+        ("", "body", "empty"),
+        ("[1, 2]", "body", "JSON object"),
+        (_instances([zeros] * 51), "instances", "limit of 50"),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field(client: TestClient, content: str, field: str, phrase: str) -> None:
     body = _bad(client, content)
     assert body["field"] == field
@@ -89,8 +98,7 @@ def test_unknown_model_is_404(client: TestClient) -> None:
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:
-    response = client.post(URL, content=b"[" + b"0," * 40000 + b"0]",
-                           headers={"content-type": "application/json"})
+    response = client.post(URL, content=b"[" + b"0," * 40000 + b"0]", headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["field"] == "body"
 

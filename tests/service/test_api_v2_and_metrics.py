@@ -36,8 +36,10 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
 
 
 def test_importing_the_service_does_not_import_torch() -> None:
-    code = ("import sys, service.app, service.cli, candor.cli; "
-            "candor.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, service.app, service.cli, candor.cli; "
+        "candor.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

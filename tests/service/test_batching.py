@@ -190,8 +190,7 @@ def test_requests_being_parsed_hold_their_place_in_the_queue() -> None:
         await asyncio.sleep(0.05)  # the first row runs; the queue is empty again
         queued = asyncio.create_task(batcher.submit(rows(1)))
         await asyncio.sleep(0)
-        with batcher.arriving(), batcher.arriving(), pytest.raises(QueueFull, match="2 arriving"), \
-                batcher.arriving():
+        with batcher.arriving(), batcher.arriving(), pytest.raises(QueueFull, match="2 arriving"), batcher.arriving():
             pass
         with batcher.arriving():  # both parses ended: room again
             pass
@@ -203,18 +202,25 @@ def test_requests_being_parsed_hold_their_place_in_the_queue() -> None:
 def test_a_model_s_own_batching_overrides_the_global_values_it_sets() -> None:
     from service.settings import Settings
 
-    settings = Settings(max_batch_size=64, max_queue_delay_ms=2, max_queue_size=2048,
-                        model_batching={"heavy": {"max_batch_size": 16, "max_queue_delay_ms": 20}})
+    settings = Settings(
+        max_batch_size=64,
+        max_queue_delay_ms=2,
+        max_queue_size=2048,
+        model_batching={"heavy": {"max_batch_size": 16, "max_queue_delay_ms": 20}},
+    )
     heavy, other = BatchConfig.from_settings(settings, "heavy"), BatchConfig.from_settings(settings, "other")
     assert (heavy.max_batch_size, heavy.max_queue_delay_s, heavy.max_queue_size) == (16, 0.02, 2048)
     assert (other.max_batch_size, other.max_queue_delay_s, other.max_queue_size) == (64, 0.002, 2048)
 
 
-@pytest.mark.parametrize(("override", "phrase"), [
-    ({"max_batch_size": 0}, "greater than or equal to 1"),
-    ({"max_batch_sise": 8}, "Extra inputs are not permitted"),
-    ({"max_queue_size": 10}, "model_batching.heavy.max_queue_size (10) must be >= max_instances"),
-])
+@pytest.mark.parametrize(
+    ("override", "phrase"),
+    [
+        ({"max_batch_size": 0}, "greater than or equal to 1"),
+        ({"max_batch_sise": 8}, "Extra inputs are not permitted"),
+        ({"max_queue_size": 10}, "model_batching.heavy.max_queue_size (10) must be >= max_instances"),
+    ],
+)
 def test_bad_per_model_batching_is_refused(override: dict, phrase: str) -> None:
     from pydantic import ValidationError
 
@@ -293,8 +299,9 @@ def test_a_call_raising_a_base_exception_fails_its_requests_instead_of_hanging()
     batcher = Batcher(Interrupting(), BatchConfig(timeout_s=30.0))
 
     async def main() -> list[object]:
-        return await asyncio.wait_for(asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)),
-                                                     return_exceptions=True), 5)
+        return await asyncio.wait_for(
+            asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)), return_exceptions=True), 5
+        )
 
     results = run(main())
     assert [type(r) for r in results] == [RuntimeError, RuntimeError]

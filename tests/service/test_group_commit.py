@@ -47,8 +47,7 @@ def test_an_item_failure_reaches_its_caller_only_and_a_write_failure_every_calle
     async def main() -> tuple[list[object], list[object]]:
         commit = GroupCommit(recorder.write)
         items = await asyncio.gather(*(commit.submit(i) for i in range(5)), return_exceptions=True)
-        whole = await asyncio.gather(commit.submit("boom"), commit.submit("x"),
-                                     return_exceptions=True)
+        whole = await asyncio.gather(commit.submit("boom"), commit.submit("x"), return_exceptions=True)
         return items, whole
 
     items, whole = asyncio.run(main())

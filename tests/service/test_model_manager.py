@@ -35,8 +35,7 @@ def models(digits_artifact, tmp_path: Path) -> Path:
 
 def manager_for(models: Path, **settings: object) -> ModelManager:
     s = Settings(models_dir=models, providers="cpu", **settings)
-    return ModelManager(load_repository(models, "cpu", batching=BatchConfig(),
-                                        default_versions=s.default_versions), s)
+    return ModelManager(load_repository(models, "cpu", batching=BatchConfig(), default_versions=s.default_versions), s)
 
 
 def test_loading_a_new_version_serves_both_and_unversioned_goes_to_the_newest(models: Path) -> None:
@@ -129,7 +128,8 @@ def test_index_lists_disk_and_served_state(models: Path) -> None:
 
 
 def test_watch_pass_reloads_changes_refuses_broken_once_and_unloads_removed(
-        models: Path, caplog: pytest.LogCaptureFixture) -> None:
+    models: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     manager = manager_for(models)
     copy_version(models, models, MODEL, "1", "2")
     asyncio.run(manager.sync())
@@ -155,8 +155,12 @@ def test_a_manifest_naming_another_model_is_refused(models: Path) -> None:
 
 
 def test_a_model_s_own_batching_applies_to_its_versions_loaded_at_start_and_later(models: Path) -> None:
-    settings = Settings(models_dir=models, providers="cpu", max_batch_size=64,
-                        model_batching={MODEL: {"max_batch_size": 3, "max_queue_delay_ms": 15}})
+    settings = Settings(
+        models_dir=models,
+        providers="cpu",
+        max_batch_size=64,
+        model_batching={MODEL: {"max_batch_size": 3, "max_queue_delay_ms": 15}},
+    )
     manager = ModelManager(load_from_settings(settings), settings)
     config = manager.repository.get(MODEL, "1").batcher.config  # type: ignore[union-attr]
     assert (config.max_batch_size, config.max_queue_delay_s) == (3, 0.015)

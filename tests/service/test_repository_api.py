@@ -50,7 +50,8 @@ def test_load_a_new_version_then_unload(client: TestClient, models: Path) -> Non
 
 @pytest.mark.parametrize("breaker", sorted(BREAKERS))
 def test_a_refused_load_answers_400_naming_the_file_and_v1_keeps_serving(
-        client: TestClient, models: Path, breaker: str) -> None:
+    client: TestClient, models: Path, breaker: str
+) -> None:
     phrase = BREAKERS[breaker](copy_version(models, models, MODEL, "1", "2"))
     response = client.post(f"/v2/repository/models/{MODEL}/load")
     assert response.status_code == 400

@@ -19,10 +19,13 @@ V2_BODY = {"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 8, 8],
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["open-inference", "auth-inference"])
-def secured(request, digits_artifact, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[TestClient, bool]]:
-    settings = Settings(models_dir=digits_artifact.models_dir, auth_token=TOKEN,
-                        auth_inference=request.param, state_dir=tmp_path_factory.mktemp("secured-state"))
+def secured(request, digits_artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, bool]]:
+    settings = Settings(
+        models_dir=digits_artifact.models_dir,
+        auth_token=TOKEN,
+        auth_inference=request.param,
+        state_dir=tmp_path_factory.mktemp("secured-state"),
+    )
     with TestClient(create_app(settings)) as client:
         yield client, request.param
 
@@ -31,11 +34,14 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("post", "/v1/feedback", {"labels": [{"prediction_id": "0" * 32, "label": "1"}]}),
-    ("post", "/v2/repository/index", None),
-    ("post", "/v2/repository/models/digits-cnn/load", None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/v1/feedback", {"labels": [{"prediction_id": "0" * 32, "label": "1"}]}),
+        ("post", "/v2/repository/index", None),
+        ("post", "/v2/repository/models/digits-cnn/load", None),
+    ],
+)
 def test_admin_routes_need_the_token(secured, method: str, path: str, body) -> None:
     client, _ = secured
     for headers in ({}, bearer("wrong"), {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
@@ -46,11 +52,14 @@ def test_admin_routes_need_the_token(secured, method: str, path: str, body) -> N
     assert client.request(method, path, json=body, headers=bearer()).status_code == 200
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/models/digits-cnn:predict", {"instances": [IMAGE]}),
-    ("/v2/models/digits-cnn/infer", V2_BODY),
-    ("/v2/models/digits-cnn/versions/1/infer", V2_BODY),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/models/digits-cnn:predict", {"instances": [IMAGE]}),
+        ("/v2/models/digits-cnn/infer", V2_BODY),
+        ("/v2/models/digits-cnn/versions/1/infer", V2_BODY),
+    ],
+)
 def test_inference_needs_the_token_only_when_configured(secured, path: str, body) -> None:
     client, auth_inference = secured
     assert client.post(path, json=body).status_code == (401 if auth_inference else 200)
@@ -86,7 +95,6 @@ def test_the_service_never_unpickles() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-                assert not {"pickle", "dill", "joblib", "torch", "cloudpickle"} & {
-                    n.split(".")[0] for n in names}, path
+                assert not {"pickle", "dill", "joblib", "torch", "cloudpickle"} & {n.split(".")[0] for n in names}, path
             if isinstance(node, ast.keyword) and node.arg == "allow_pickle":
                 pytest.fail(f"{path}: allow_pickle")

@@ -34,8 +34,11 @@ def foreign_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     b = numpy_helper.from_array(clf.intercept_.astype(np.float32), "b")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["features", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["scores"])],
-        "logreg", [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 64])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 10])], [w, b])
+        "logreg",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 10])],
+        [w, b],
+    )
     model_path = root / "logreg.onnx"
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model_path))
     np.savez(root / "val.npz", x=x[900:1350], y=y[900:1350], classes=np.array([f"digit-{d}" for d in range(10)]))
@@ -67,10 +70,12 @@ def test_without_test_file_the_reference_uses_the_unseen_half(foreign_model, tmp
 
 def test_cli_runs_without_importing_torch(foreign_model, tmp_path: Path) -> None:
     model_path, val, test, _ = foreign_model
-    code = ("import sys; from candor.cli import main; "
-            f"rc = main(['calibrate-onnx', {str(model_path)!r}, '--val', {str(val)!r}, '--test', {str(test)!r}, "
-            f"'--name', 'logreg', '--version', '3', '--models-dir', {str(tmp_path)!r}]); "
-            "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from candor.cli import main; "
+        f"rc = main(['calibrate-onnx', {str(model_path)!r}, '--val', {str(val)!r}, '--test', {str(test)!r}, "
+        f"'--name', 'logreg', '--version', '3', '--models-dir', {str(tmp_path)!r}]); "
+        "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     verify_artifact(tmp_path / "logreg" / "3")

@@ -55,9 +55,7 @@ def test_headline_has_one_row_per_loss_and_ece_in_range(tiny_report: tuple[Path,
         assert 0.05 <= mean_of(cells[8]) <= 20  # T within the fit's bounds
 
 
-@pytest.mark.parametrize(
-    "stage", ["before post-hoc", "after temperature scaling", "after focal temperature scaling"]
-)
+@pytest.mark.parametrize("stage", ["before post-hoc", "after temperature scaling", "after focal temperature scaling"])
 def test_every_metric_of_every_stage_is_in_range(tiny_report: tuple[Path, str], stage: str) -> None:
     _, markdown = tiny_report
     rows = table_rows(markdown, f"## All metrics, {stage}")

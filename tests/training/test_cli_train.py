@@ -117,13 +117,9 @@ def test_option_parsers() -> None:
         parse_loss_params(["gamma=abc"])
 
 
-def test_relative_npz_paths_are_saved_absolute(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_npz_paths_are_saved_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
-    np.savez(
-        tmp_path / "d.npz", x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3
-    )
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--data", "npz:d.npz", "--epochs", "1", "--out", "run"]) == 0
     _, ckpt = load_checkpoint(tmp_path / "run")
@@ -131,12 +127,8 @@ def test_relative_npz_paths_are_saved_absolute(
 
 
 @pytest.mark.parametrize(("loss", "architecture"), [("cals", "resnet18"), ("mixup", "small-cnn")])
-def test_calibrate_and_export_work_whatever_trained_the_run(
-    tmp_path: Path, loss: str, architecture: str
-) -> None:
-    config = TrainConfig(
-        data="digits", architecture=architecture, width=8, loss=loss, epochs=1, batch_size=128
-    )
+def test_calibrate_and_export_work_whatever_trained_the_run(tmp_path: Path, loss: str, architecture: str) -> None:
+    config = TrainConfig(data="digits", architecture=architecture, width=8, loss=loss, epochs=1, batch_size=128)
     train(config, tmp_path / "run", progress=False)
     cmap = calibrate_run(tmp_path / "run")
     assert 0.05 <= cmap.temperature <= 20

@@ -91,9 +91,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     a_state, b_state = (read_checkpoint(tmp_path / r / LAST_CHECKPOINT) for r in ("single", "ddp"))
     for key, value in a_state["model_state"].items():
         torch.testing.assert_close(b_state["model_state"][key], value, rtol=0, atol=1e-5)
-    torch.testing.assert_close(
-        b_state["loss_state"]["lambdas"], a_state["loss_state"]["lambdas"], rtol=1e-4, atol=1e-9
-    )
+    torch.testing.assert_close(b_state["loss_state"]["lambdas"], a_state["loss_state"]["lambdas"], rtol=1e-4, atol=1e-9)
     assert int(read_checkpoint(tmp_path / "ddp" / "best.pt")["epoch"]) == int(single["epoch"])
     assert not (tmp_path / "ddp" / "last.pt.tmp").exists()
 
@@ -112,8 +110,7 @@ def test_shards_cover_each_global_batch_once_and_weights_restore_the_global_mean
     assert sorted(torch.cat(shards).tolist()) == batch.tolist()
     per_sample = torch.rand(35)
     weighted = [
-        per_sample[s].mean() * loss_weight(len(s), len(batch), ctx)
-        for s, ctx in zip(shards, ranks, strict=True)
+        per_sample[s].mean() * loss_weight(len(s), len(batch), ctx) for s, ctx in zip(shards, ranks, strict=True)
     ]
     assert float(sum(weighted) / 2) == pytest.approx(float(per_sample[batch].mean()))
     chunks = [validation_chunk(7, ctx).tolist() for ctx in ranks]

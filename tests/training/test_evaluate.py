@@ -30,7 +30,9 @@ def test_evaluate_artifact_matches_the_manifest(digits_artifact, tmp_path: Path)
 
 def test_evaluate_a_run_directory_exports_it_first(digits_artifact, tmp_path: Path) -> None:
     result = evaluate(digits_artifact.run_dir, "validation", tmp_path)
-    assert result["split"] == "validation" and result["n"] == load_manifest(
-        digits_artifact.artifact_dir).training.validation_size
+    assert (
+        result["split"] == "validation"
+        and result["n"] == load_manifest(digits_artifact.artifact_dir).training.validation_size
+    )
     assert 0 <= result["after"]["smooth_ece"]["value"] <= 1
     assert np.isfinite(result["after"]["sece"]["value"])

@@ -112,7 +112,6 @@ def test_fit_map_methods() -> None:
 
 
 @pytest.mark.parametrize(("name", "version", "option"), [("Bad Name", "1", "--name"), ("ok", "0", "--version")])
-def test_bad_name_or_version_is_refused_before_any_work(tmp_path: Path, name: str, version: str,
-                                                        option: str) -> None:
+def test_bad_name_or_version_is_refused_before_any_work(tmp_path: Path, name: str, version: str, option: str) -> None:
     with pytest.raises(TrainingError, match=option):
         export_run(tmp_path / "no-run-needed", name, version, tmp_path / "models")

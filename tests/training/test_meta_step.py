@@ -36,9 +36,7 @@ SHAPE = (1, 8, 8)
 
 def feature_batch(seed: int, n: int) -> meta.FeatureBatch:
     generator = torch.Generator().manual_seed(seed)
-    return meta.FeatureBatch(
-        torch.randn(n, D, generator=generator), torch.randint(0, K, (n,), generator=generator)
-    )
+    return meta.FeatureBatch(torch.randn(n, D, generator=generator), torch.randint(0, K, (n,), generator=generator))
 
 
 def gamma_net_and_head(seed: int = 0) -> tuple[nn.Module, nn.Linear]:
@@ -54,9 +52,7 @@ def gamma_net_and_head(seed: int = 0) -> tuple[nn.Module, nn.Linear]:
 @pytest.mark.parametrize("lr", [0.0, 0.1])
 def test_item_20_meta_gradient_is_exactly_zero_at_zero_look_ahead_lr(lr: float) -> None:
     gamma_net, head = gamma_net_and_head()
-    grads, result = meta.meta_gradients(
-        gamma_net, head, feature_batch(1, 32), feature_batch(2, 32), lr, 15, None
-    )
+    grads, result = meta.meta_gradients(gamma_net, head, feature_batch(1, 32), feature_batch(2, 32), lr, 15, None)
     assert torch.isfinite(result.meta_loss)
     if lr == 0.0:
         assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
@@ -211,9 +207,7 @@ def test_digits_run_trains_logs_gamma_resumes_exactly_and_exports(
     monkeypatch.undo()
     resumed = train(GAMMA_NET_RUN, tmp_path / "part", resume=True, progress=False)
     a, b = (read_checkpoint(tmp_path / run / LAST_CHECKPOINT) for run in ("full", "part"))
-    assert {"gamma_net.hidden.weight", "meta.rows_drawn", "meta.optimizer.0.exp_avg"} <= set(
-        a["loss_state"]
-    )
+    assert {"gamma_net.hidden.weight", "meta.rows_drawn", "meta.optimizer.0.exp_avg"} <= set(a["loss_state"])
     assert set(a["loss_state"]) == set(b["loss_state"])
     for key, value in a["loss_state"].items():
         torch.testing.assert_close(b["loss_state"][key], value, rtol=0, atol=1e-9)

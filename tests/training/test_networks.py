@@ -21,11 +21,7 @@ def test_resnet18_on_28x28_grayscale_has_the_cifar_stem_and_18_weight_layers() -
     stem = model.stem[0]
     assert stem.in_channels == 1 and stem.kernel_size == (3, 3) and stem.stride == (1, 1)
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
-    main_path = [
-        m
-        for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Conv2d) and "shortcut" not in name
-    ]
+    main_path = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and "shortcut" not in name]
     assert len(main_path) + 1 == 18  # 17 convolutions and the Linear head
     x = torch.randn(3, 1, 28, 28)
     assert model.features(x).shape == (3, 512) and model(x).shape == (3, 10)

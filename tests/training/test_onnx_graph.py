@@ -43,8 +43,9 @@ def extreme_logits(batch: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("temperature", [0.01, 0.7, 3.0])
 def test_focal_temperature_graph_matches_numpy(batch: int, gamma: float, temperature: float) -> None:
     z = extreme_logits(batch)
-    graph = append_calibration_map(identity_logits_graph(),
-                                   CalibrationMap(kind="focal_temperature", temperature=temperature, gamma=gamma))
+    graph = append_calibration_map(
+        identity_logits_graph(), CalibrationMap(kind="focal_temperature", temperature=temperature, gamma=gamma)
+    )
     got = run(graph, z)
     assert np.abs(got - focal_temperature_scale(z.astype(np.float64), temperature, gamma)).max() < 1e-5
     assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
@@ -52,8 +53,12 @@ def test_focal_temperature_graph_matches_numpy(batch: int, gamma: float, tempera
 
 def test_overflow_guard_row_in_the_graph() -> None:
     z = extreme_logits(3)
-    got = run(append_calibration_map(identity_logits_graph(),
-                                     CalibrationMap(kind="focal_temperature", temperature=0.01, gamma=2.0)), z)
+    got = run(
+        append_calibration_map(
+            identity_logits_graph(), CalibrationMap(kind="focal_temperature", temperature=0.01, gamma=2.0)
+        ),
+        z,
+    )
     assert got[2].argmax() == int(np.argmax(z[2])) and got[2].max() == pytest.approx(1 - 1e-5 + 1e-5 / K)
 
 

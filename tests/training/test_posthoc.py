@@ -24,9 +24,7 @@ from training.posthoc import (
 )
 
 
-def draw(
-    n: int, k: int, temperature: float, gamma: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def draw(n: int, k: int, temperature: float, gamma: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Logits z ~ N(0, 2.5^2) and labels drawn from Phi_gamma(softmax(z / T))."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0.0, 2.5, size=(n, k))
@@ -42,9 +40,7 @@ def draw(
     k=st.integers(2, 6),
     scale=st.floats(0.01, 30),
 )
-def test_fitted_temperature_never_worsens_validation_nll(
-    seed: int, n: int, k: int, scale: float
-) -> None:
+def test_fitted_temperature_never_worsens_validation_nll(seed: int, n: int, k: int, scale: float) -> None:
     rng = np.random.default_rng(seed)
     z, labels = rng.normal(0, scale, size=(n, k)), rng.integers(0, k, n)
     fit = fit_temperature(z, labels)
@@ -85,9 +81,7 @@ def test_fts_is_never_worse_than_ts_and_reports_its_table(true_t: float, true_ga
     assert fit.nll_after == min(row.nll for row in fit.per_gamma)
     gamma_zero = fit.per_gamma[FTS_GAMMAS.index(0.0)]
     assert (gamma_zero.temperature, gamma_zero.nll) == (ts.temperature, ts.nll_after)
-    assert focal_nll(z, labels, fit.temperature, fit.gamma) == pytest.approx(
-        fit.nll_after, rel=1e-12
-    )
+    assert focal_nll(z, labels, fit.temperature, fit.gamma) == pytest.approx(fit.nll_after, rel=1e-12)
 
 
 def test_fts_with_only_gamma_zero_is_ts() -> None:

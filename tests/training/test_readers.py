@@ -107,9 +107,7 @@ def test_a_run_on_npz_data_calibrates_from_the_same_path(tmp_path: Path) -> None
 # --- image folders -----------------------------------------------------------------------------
 
 
-def write_folder(
-    root: Path, modes: dict[str, str], size: tuple[int, int] = (6, 4), n: int = 5
-) -> None:
+def write_folder(root: Path, modes: dict[str, str], size: tuple[int, int] = (6, 4), n: int = 5) -> None:
     for cls, mode in modes.items():
         (root / cls).mkdir(parents=True)
         for i in range(n):

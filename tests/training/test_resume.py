@@ -38,9 +38,7 @@ def without_time(record: dict[str, float]) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("loss", ["mixup", "cals"])  # the generator state; the multipliers
-def test_resume_equals_the_uninterrupted_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str
-) -> None:
+def test_resume_equals_the_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str) -> None:
     config = TrainConfig(
         data="digits",
         loss=loss,
@@ -66,10 +64,7 @@ def test_resume_equals_the_uninterrupted_run(
         torch.testing.assert_close(b["loss_state"][key], value, rtol=0, atol=1e-9)
     assert without_time(resumed) == pytest.approx(without_time(full), rel=1e-6)
     logs = [
-        [
-            without_time(json.loads(line))
-            for line in (tmp_path / run / LOG_FILE).read_text().splitlines()
-        ]
+        [without_time(json.loads(line)) for line in (tmp_path / run / LOG_FILE).read_text().splitlines()]
         for run in ("full", "part")
     ]
     assert [r["epoch"] for r in logs[1]] == [1, 2, 3]

@@ -32,9 +32,7 @@ def test_cosine_starts_at_lr_halves_midway_and_decreases() -> None:
 
 def test_sgd_and_adam_carry_the_configured_hyperparameters() -> None:
     params = [torch.nn.Parameter(torch.zeros(3))]
-    sgd = build_optimizer(
-        TrainConfig(optimizer="sgd", lr=0.1, momentum=0.8, weight_decay=5e-4), params
-    )
+    sgd = build_optimizer(TrainConfig(optimizer="sgd", lr=0.1, momentum=0.8, weight_decay=5e-4), params)
     assert isinstance(sgd, torch.optim.SGD)
     assert sgd.param_groups[0]["momentum"] == 0.8 and sgd.param_groups[0]["weight_decay"] == 5e-4
     adam = build_optimizer(TrainConfig(optimizer="adam", lr=1e-3), params)

@@ -104,8 +104,7 @@ def check_labels(logits: Tensor, labels: Tensor) -> None:
     """Raise LossInputError unless labels has shape (B,) for logits (B, K)."""
     if labels.shape != logits.shape[:1]:
         raise LossInputError(
-            f"targets must have shape ({logits.shape[0]},) for logits {tuple(logits.shape)}, "
-            f"got {tuple(labels.shape)}"
+            f"targets must have shape ({logits.shape[0]},) for logits {tuple(logits.shape)}, got {tuple(labels.shape)}"
         )
 
 
@@ -131,9 +130,7 @@ class CalibrationLoss(nn.Module):
     def forward(self, logits: Tensor, targets: Targets) -> Tensor:
         logits = as_float_logits(logits)
         if not isinstance(targets, Tensor):
-            raise LossInputError(
-                f"{self.name} takes integer targets (B,), got {type(targets).__name__}"
-            )
+            raise LossInputError(f"{self.name} takes integer targets (B,), got {type(targets).__name__}")
         check_labels(logits, targets)
         return reduce(self.per_sample(logits, targets), self.reduction)
 
@@ -176,6 +173,4 @@ class CalibrationLoss(nn.Module):
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v:g}" for k, v in self.hyperparameters().items())
-        return (
-            f"{params}, reduction={self.reduction!r}" if params else f"reduction={self.reduction!r}"
-        )
+        return f"{params}, reduction={self.reduction!r}" if params else f"reduction={self.reduction!r}"

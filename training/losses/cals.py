@@ -32,16 +32,12 @@ def phr_derivative(h: Tensor, lam: Tensor, rho: Tensor) -> Tensor:
     return F.relu(lam + rho * h)
 
 
-def clipped_multiplier_steps(
-    h: Tensor, lam: Tensor, rho: Tensor, lambda_min: float, lambda_max: float
-) -> Tensor:
+def clipped_multiplier_steps(h: Tensor, lam: Tensor, rho: Tensor, lambda_min: float, lambda_max: float) -> Tensor:
     """Per-sample ALM steps clip(max(0, lambda_k + rho_k h_ik), lambda_min, lambda_max), (B, K)."""
     return phr_derivative(h, lam, rho).clamp(lambda_min, lambda_max)
 
 
-def update_multipliers(
-    h: Tensor, lam: Tensor, rho: Tensor, lambda_min: float, lambda_max: float
-) -> Tensor:
+def update_multipliers(h: Tensor, lam: Tensor, rho: Tensor, lambda_min: float, lambda_max: float) -> Tensor:
     """lambda_k <- clip(mean_i clipped step_ik, lambda_min, lambda_max): end_epoch on one batch."""
     steps = clipped_multiplier_steps(h, lam, rho, lambda_min, lambda_max)
     return steps.mean(dim=0).clamp(lambda_min, lambda_max)
@@ -174,16 +170,12 @@ class ClassAdaptiveLabelSmoothing(CalibrationLoss):
 
     def _check_classes(self, logits: Tensor) -> None:
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
-            raise LossInputError(
-                f"cals was built for {self.num_classes} classes, got logits {tuple(logits.shape)}"
-            )
+            raise LossInputError(f"cals was built for {self.num_classes} classes, got logits {tuple(logits.shape)}")
 
     def _checked_statistics(self, statistics: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         missing = [key for key in STATISTICS if key not in statistics]
         if missing:
-            raise LossInputError(
-                f"cals epoch statistics lack {missing}; sum validation_statistics()"
-            )
+            raise LossInputError(f"cals epoch statistics lack {missing}; sum validation_statistics()")
         count = statistics["count"]
         if float(count) <= 0:
             raise LossInputError("cals epoch statistics have count 0: no validation rows were seen")
@@ -191,7 +183,6 @@ class ClassAdaptiveLabelSmoothing(CalibrationLoss):
         for key, value in zip(STATISTICS[:2], sums, strict=True):
             if value.shape != (self.num_classes,):
                 raise LossInputError(
-                    f"cals statistic {key} must have shape ({self.num_classes},), "
-                    f"got {tuple(value.shape)}"
+                    f"cals statistic {key} must have shape ({self.num_classes},), got {tuple(value.shape)}"
                 )
         return count, sums[0], sums[1]

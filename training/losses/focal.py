@@ -73,13 +73,9 @@ class FLSD53(CalibrationLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
-        self.threshold = check_number(
-            "threshold", threshold, 0.0, 1.0, low_open=True, high_open=True
-        )
+        self.threshold = check_number("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
         self.gamma_low_confidence = check_number("gamma_low_confidence", gamma_low_confidence, 0.0)
-        self.gamma_high_confidence = check_number(
-            "gamma_high_confidence", gamma_high_confidence, 0.0
-        )
+        self.gamma_high_confidence = check_number("gamma_high_confidence", gamma_high_confidence, 0.0)
 
     def per_sample(self, logits: Tensor, targets: Tensor) -> Tensor:
         log_p_true = true_class_log_probability(F.log_softmax(logits, dim=1), targets)

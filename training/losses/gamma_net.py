@@ -69,8 +69,7 @@ class GammaNet(nn.Module):
             hidden.initialize_parameters(torch.zeros(1, in_features))
         elif hidden.weight.shape[1] != in_features:
             raise LossInputError(
-                f"gamma-net was trained on {hidden.weight.shape[1]} features, the network's head "
-                f"takes {in_features}"
+                f"gamma-net was trained on {hidden.weight.shape[1]} features, the network's head takes {in_features}"
             )
         self.to(device)
 
@@ -137,12 +136,8 @@ class GammaNetLoss(CalibrationLoss):
             if sece_bandwidth is None
             else check_number("sece_bandwidth", sece_bandwidth, 0.0, low_open=True)
         )
-        self.meta_fraction = check_number(
-            "meta_fraction", meta_fraction, 0.0, 1.0, low_open=True, high_open=True
-        )
-        self.initial_gamma = check_number(
-            "initial_gamma", initial_gamma, 0.0, GAMMA_MAX, low_open=True, high_open=True
-        )
+        self.meta_fraction = check_number("meta_fraction", meta_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        self.initial_gamma = check_number("initial_gamma", initial_gamma, 0.0, GAMMA_MAX, low_open=True, high_open=True)
         self.gamma_net = GammaNet(self.gamma_width, self.initial_gamma)
         self.meta_optimizer: torch.optim.Adam | None = None
         self.statistics = EpochStatistics()
@@ -268,8 +263,7 @@ def classifier_head(network: nn.Module) -> nn.Linear:
     head = getattr(network, "head", None)
     if not isinstance(head, nn.Linear) or not callable(getattr(network, "features", None)):
         raise LossInputError(
-            f"gamma-net needs a network with features(x) and a Linear head, got "
-            f"{type(network).__name__}"
+            f"gamma-net needs a network with features(x) and a Linear head, got {type(network).__name__}"
         )
     return head
 
@@ -287,14 +281,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, flat: dict[str, Tenso
     for key, value in flat.items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(
-        {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
-    )
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def _save_meta_state(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: object
-) -> None:
+def _save_meta_state(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: object) -> None:
     """state_dict post-hook: the stream position and the Adam state as flat tensors."""
     assert isinstance(module, GammaNetLoss)
     state_dict[prefix + ROWS_KEY] = torch.tensor(module.rows_drawn(), dtype=torch.int64)
@@ -323,9 +313,7 @@ def _load_meta_state(
         return
     rows = int(state_dict.pop(prefix + ROWS_KEY))
     start = prefix + OPTIMIZER_PREFIX
-    flat = {
-        key[len(start) :]: state_dict.pop(key) for key in list(state_dict) if key.startswith(start)
-    }
+    flat = {key[len(start) :]: state_dict.pop(key) for key in list(state_dict) if key.startswith(start)}
     if module._stream is not None:
         module._stream.rows_drawn = rows
     module._pending["rows_drawn"] = rows

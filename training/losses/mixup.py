@@ -25,9 +25,7 @@ from training.losses.base import (
 )
 
 
-def sample_mixing_weights(
-    mix_size: int, alpha: float, generator: torch.Generator | None = None
-) -> Tensor:
+def sample_mixing_weights(mix_size: int, alpha: float, generator: torch.Generator | None = None) -> Tensor:
     """One draw w ~ Dirichlet(alpha 1_s), float64 on the generator's device (CPU by default)."""
     device = generator.device if generator is not None else torch.device("cpu")
     concentration = torch.full((mix_size,), alpha, dtype=torch.float64, device=device)
@@ -35,15 +33,11 @@ def sample_mixing_weights(
     return torch._sample_dirichlet(concentration, generator=generator)
 
 
-def sample_permutations(
-    batch_size: int, mix_size: int, generator: torch.Generator | None = None
-) -> Tensor:
+def sample_permutations(batch_size: int, mix_size: int, generator: torch.Generator | None = None) -> Tensor:
     """(s, B) row indices: row 0 the identity, rows 1..s-1 independent uniform permutations."""
     device = generator.device if generator is not None else torch.device("cpu")
     rows = [torch.arange(batch_size, device=device)]
-    rows += [
-        torch.randperm(batch_size, generator=generator, device=device) for _ in range(mix_size - 1)
-    ]
+    rows += [torch.randperm(batch_size, generator=generator, device=device) for _ in range(mix_size - 1)]
     return torch.stack(rows)
 
 

@@ -26,8 +26,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 StoreFactory = Callable[[StoreLimits], PredictionStore]
 
 
-def store_factory(backend: str, request: pytest.FixtureRequest, tmp_path: Path,
-                  opened: list[PredictionStore]) -> StoreFactory:
+def store_factory(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, opened: list[PredictionStore]
+) -> StoreFactory:
     """Builds stores of ``backend``: sqlite, sqlite-log (behind its pending log) or redis."""
     prefix = f"t{uuid.uuid4().hex[:12]}:"
     redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else ""

@@ -38,11 +38,19 @@ def make_reference(rng: np.random.Generator, n: int = 10_000, gap: float = 0.0) 
     stats.update(conf, hit)
     hist = np.bincount(bin_indices(conf), minlength=15) / n
     return ReferenceFigures(
-        split="test", n=n, accuracy=float(hit.mean()), ece=stats.compute_ece(),
-        adaptive_ece=stats.compute_ece(), classwise_ece=0.01, nll=0.4, brier=0.3,
-        bins=ReliabilityBins(n_bins=15, counts=stats.counts.tolist(),
-                             confidence_sums=stats.confidence_sums.tolist(),
-                             correct_sums=stats.correct_sums.tolist()),
-        confidence_histogram=ConfidenceHistogram(edges=bin_edges().tolist(),
-                                                 fractions=hist.tolist()),
+        split="test",
+        n=n,
+        accuracy=float(hit.mean()),
+        ece=stats.compute_ece(),
+        adaptive_ece=stats.compute_ece(),
+        classwise_ece=0.01,
+        nll=0.4,
+        brier=0.3,
+        bins=ReliabilityBins(
+            n_bins=15,
+            counts=stats.counts.tolist(),
+            confidence_sums=stats.confidence_sums.tolist(),
+            correct_sums=stats.correct_sums.tolist(),
+        ),
+        confidence_histogram=ConfidenceHistogram(edges=bin_edges().tolist(), fractions=hist.tolist()),
     )

@@ -53,10 +53,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else [
-            "--appendonly", "no"]
-        cmd = [require_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-               "--save", "", "--dir", str(self.directory), *aof]
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        cmd = [
+            require_binary("redis-server"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.directory),
+            *aof,
+        ]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready()
         return self
@@ -81,8 +90,9 @@ class RedisServer:
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run promtool with text in and out (never raises on a non-zero exit)."""
-    return subprocess.run([require_binary("promtool"), *args], input=stdin, capture_output=True,
-                          timeout=120, check=False, text=True)
+    return subprocess.run(
+        [require_binary("promtool"), *args], input=stdin, capture_output=True, timeout=120, check=False, text=True
+    )
 
 
 @dataclass
@@ -103,11 +113,15 @@ class PrometheusServer:
         self.port = self.port or free_port()
         config = self.directory / "prometheus.yml"
         rules = "".join(f"\n  - {path}" for path in self.rule_files)
-        config.write_text(self.config_text or f"global:\n  evaluation_interval: 1s\n"
-                          f"rule_files:{rules}\nscrape_configs: []\n")
-        cmd = [require_binary("prometheus"), f"--config.file={config}",
-               f"--storage.tsdb.path={self.directory / 'data'}",
-               f"--web.listen-address=127.0.0.1:{self.port}"]
+        config.write_text(
+            self.config_text or f"global:\n  evaluation_interval: 1s\nrule_files:{rules}\nscrape_configs: []\n"
+        )
+        cmd = [
+            require_binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready()
         return self
@@ -150,8 +164,7 @@ def run_then_sigkill(code: str, *args: str) -> None:
     """Run ``python -c code args...`` from the repo root until it prints "stored", then SIGKILL it
     (no close, no flush, no checkpoint: what its store calls returned must already be durable)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, env=env,
-                          cwd=REPO) as child:
+    with subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, env=env, cwd=REPO) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == b"stored"
         child.send_signal(signal.SIGKILL)

@@ -18,15 +18,15 @@ MV = {"model": "fm", "version": "1"}
 
 
 def replica(tmp_path: Path, name: str, clock: FakeClock) -> tuple[Monitor, CollectorRegistry]:
-    monitor = Monitor(SQLiteStore(tmp_path / f"{name}.db"),
-                      {("fm", "1"): make_reference(np.random.default_rng(0))}, clock=clock)
+    monitor = Monitor(
+        SQLiteStore(tmp_path / f"{name}.db"), {("fm", "1"): make_reference(np.random.default_rng(0))}, clock=clock
+    )
     registry = CollectorRegistry()
     registry.register(monitor.collector())
     return monitor, registry
 
 
-def feed(monitor: Monitor, rng: np.random.Generator, n: int, gap: float,
-         tag: str) -> tuple[np.ndarray, np.ndarray]:
+def feed(monitor: Monitor, rng: np.random.Generator, n: int, gap: float, tag: str) -> tuple[np.ndarray, np.ndarray]:
     conf = draw_confidences(rng, n)
     hit = draw_outcomes(rng, conf, gap)
     ids = [f"{tag}{i}" for i in range(n)]
@@ -69,8 +69,11 @@ def test_drift_gauges_follow_the_verdict(tmp_path: Path) -> None:
     monitor, registry = replica(tmp_path, "a", FakeClock())
     feed(monitor, np.random.default_rng(3), 2000, gap=0.1, tag="d")
     get = registry.get_sample_value
-    assert (get("candor_calibration_drift_detected", MV), get("candor_calibration_drift_ok", MV),
-            get("candor_calibration_drift_insufficient_data", MV)) == (1, 0, 0)
+    assert (
+        get("candor_calibration_drift_detected", MV),
+        get("candor_calibration_drift_ok", MV),
+        get("candor_calibration_drift_insufficient_data", MV),
+    ) == (1, 0, 0)
     threshold = get("candor_calibration_drift_threshold_ratio", MV)
     assert threshold is not None
     assert get("candor_calibration_drift_statistic_ratio", MV) > threshold  # type: ignore[operator]
@@ -80,16 +83,16 @@ def test_bin_counters_give_the_fleet_ece_across_replicas(tmp_path: Path) -> None
     clock = FakeClock()
     replicas = [replica(tmp_path, name, clock) for name in ("a", "b")]
     rng = np.random.default_rng(4)
-    data = [feed(m, rng, 700, gap=gap, tag=f"r{gap}") for (m, _), gap in zip(
-        replicas, (0.1, -0.1), strict=True)]
+    data = [feed(m, rng, 700, gap=gap, tag=f"r{gap}") for (m, _), gap in zip(replicas, (0.1, -0.1), strict=True)]
     fleet = BinStatistics()
     for conf, hit in data:
         fleet.update(conf, hit)
     edges = [bin_label((b + 1) / 15) for b in range(15)]
 
     def total(part: str, b: str) -> float:
-        return sum(r.get_sample_value(f"candor_calibration_bin_{part}_total", {**MV, "bin": b})
-                   or 0.0 for _, r in replicas)
+        return sum(
+            r.get_sample_value(f"candor_calibration_bin_{part}_total", {**MV, "bin": b}) or 0.0 for _, r in replicas
+        )
 
     gaps = sum(abs(total("confidence", b) - total("correct", b)) for b in edges)
     assert gaps / sum(total("labeled", b) for b in edges) == pytest.approx(fleet.compute_ece())
@@ -100,5 +103,4 @@ def test_promtool_check_metrics_finds_no_problem(tmp_path: Path) -> None:
     feed(monitor, np.random.default_rng(5), 300, gap=0.0, tag="p")
     exposition = generate_latest(registry).decode()
     result = promtool("check", "metrics", stdin=exposition)
-    assert result.returncode == 0 and result.stdout + result.stderr == "", (
-        result.stdout + result.stderr)
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr

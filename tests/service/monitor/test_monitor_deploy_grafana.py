@@ -49,12 +49,18 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
 def test_dashboard_has_the_panels_the_monitor_needs() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     titles = {p["title"] for p in panels(dashboard)}
-    assert {"ECE over time vs reference", "Reliability diagram (last hour)", "Label coverage",
-            "Label delay", "Drift verdicts", "Request rate", "Latency"} <= titles
+    assert {
+        "ECE over time vs reference",
+        "Reliability diagram (last hour)",
+        "Label coverage",
+        "Label delay",
+        "Drift verdicts",
+        "Request rate",
+        "Latency",
+    } <= titles
     ids = [p["id"] for p in panels(dashboard)]
     assert len(ids) == len(set(ids))
-    assert all(t["datasource"]["uid"] == "${datasource}"
-               for p in panels(dashboard) for t in p.get("targets", []))
+    assert all(t["datasource"]["uid"] == "${datasource}" for p in panels(dashboard) for t in p.get("targets", []))
 
 
 def test_every_panel_query_runs_on_prometheus(prometheus: PrometheusServer) -> None:

@@ -24,19 +24,23 @@ def reference_bins(rng: np.random.Generator, n: int = 10_000, gap: float = 0.0) 
     conf = draw_confidences(rng, (n,))
     stats = BinStatistics()
     stats.update(conf, rng.uniform(size=n) < conf - gap)
-    return ReliabilityBins(n_bins=M, counts=stats.counts.tolist(),
-                           confidence_sums=stats.confidence_sums.tolist(),
-                           correct_sums=stats.correct_sums.tolist())
+    return ReliabilityBins(
+        n_bins=M,
+        counts=stats.counts.tolist(),
+        confidence_sums=stats.confidence_sums.tolist(),
+        correct_sums=stats.correct_sums.tolist(),
+    )
 
 
-def windows(rng: np.random.Generator, n_windows: int, n_labels: int,
-            gap: float = 0.0) -> list[BinStatistics]:
+def windows(rng: np.random.Generator, n_windows: int, n_labels: int, gap: float = 0.0) -> list[BinStatistics]:
     """Per-bin sums of n_windows windows of n_labels labels each, accuracy = confidence - gap."""
     conf = draw_confidences(rng, (n_windows, n_labels))
     hit = (rng.uniform(size=conf.shape) < conf - gap).astype(float)
     idx = (bin_indices(conf, M) + M * np.arange(n_windows)[:, None]).ravel()
-    sums = [np.bincount(idx, weights=w, minlength=M * n_windows).reshape(n_windows, M)
-            for w in (None, conf.ravel(), hit.ravel())]
+    sums = [
+        np.bincount(idx, weights=w, minlength=M * n_windows).reshape(n_windows, M)
+        for w in (None, conf.ravel(), hit.ravel())
+    ]
     out = []
     for k in range(n_windows):
         stats = BinStatistics()
@@ -72,8 +76,7 @@ def test_the_null_is_the_reference_calibration_not_the_diagonal() -> None:
     reference = reference_bins(rng, gap=0.03)  # the shipped model was already 3 points over
     stream = windows(rng, 200, 2000, gap=0.03)  # and still is: no drift
     against_reference, against_diagonal = alarm_rate(stream, reference), alarm_rate(stream, None)
-    print(f"same 3-point gap: alarms vs reference {against_reference:.2%}, "
-          f"vs diagonal {against_diagonal:.2%}")
+    print(f"same 3-point gap: alarms vs reference {against_reference:.2%}, vs diagonal {against_diagonal:.2%}")
     assert against_reference <= 0.01 < 0.5 < against_diagonal
 
 
@@ -83,8 +86,7 @@ def test_small_windows_give_insufficient_data_with_figures_still_reported() -> N
     assert result.verdict is Verdict.INSUFFICIENT_DATA and result.n == 150
     assert result.threshold is not None and result.p_value is not None
     empty = drift_test(BinStatistics(), None)
-    assert (empty.verdict, empty.n, empty.threshold, empty.p_value) == (
-        Verdict.INSUFFICIENT_DATA, 0, None, None)
+    assert (empty.verdict, empty.n, empty.threshold, empty.p_value) == (Verdict.INSUFFICIENT_DATA, 0, None, None)
 
 
 def test_verdict_is_deterministic_and_consistent_with_its_p_value() -> None:

@@ -20,8 +20,9 @@ def store(tmp_path: Path) -> SQLiteStore:
     return SQLiteStore(tmp_path / "p.db")
 
 
-def serve(monitor: Monitor, rng: np.random.Generator, n: int, gap: float = 0.0,
-          tag: str = "a", model: str = "fm") -> list[tuple[str, int]]:
+def serve(
+    monitor: Monitor, rng: np.random.Generator, n: int, gap: float = 0.0, tag: str = "a", model: str = "fm"
+) -> list[tuple[str, int]]:
     """Record n predictions (class 0 predicted) and return labels: 0 when correct, 1 otherwise."""
     conf = draw_confidences(rng, n)
     ids = [f"{tag}{i}" for i in range(n)]
@@ -90,12 +91,21 @@ def test_label_for_another_replicas_prediction_creates_the_model(tmp_path: Path)
         replica_b.status("nope", "1")
 
 
-@pytest.mark.parametrize(("ids", "conf", "pred"), [
-    (["a", "b"], [0.5], [0]), (["a"], [1.2], [0]), (["a"], [0.5], [-1]), (["a"], [0.5], [0.5]),
-    (["a", "b"], [0.5, float("nan")], [0, 1]), (["a"], [float("inf")], [0]), (["a"], [0.5], [True]),
-])
-def test_bad_predictions_are_rejected_before_storing(store: SQLiteStore, ids: list[str],
-                                                     conf: list[float], pred: list[float]) -> None:
+@pytest.mark.parametrize(
+    ("ids", "conf", "pred"),
+    [
+        (["a", "b"], [0.5], [0]),
+        (["a"], [1.2], [0]),
+        (["a"], [0.5], [-1]),
+        (["a"], [0.5], [0.5]),
+        (["a", "b"], [0.5, float("nan")], [0, 1]),
+        (["a"], [float("inf")], [0]),
+        (["a"], [0.5], [True]),
+    ],
+)
+def test_bad_predictions_are_rejected_before_storing(
+    store: SQLiteStore, ids: list[str], conf: list[float], pred: list[float]
+) -> None:
     monitor = Monitor(store)
     with pytest.raises(MonitorInputError):
         monitor.record_predictions("fm", "1", ids, conf, pred)

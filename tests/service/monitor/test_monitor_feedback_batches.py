@@ -13,8 +13,7 @@ def test_batches_get_their_own_counts_in_order(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "p.db")
     monitor = Monitor(store, clock=lambda: T0)
     monitor.record_predictions("fm", "1", ["a", "b"], [0.9, 0.6], [3, 1])
-    first, second, empty = monitor.record_feedback_batches(
-        [[("a", 3), ("x", 0)], [("a", 1), ("b", 0)], []])
+    first, second, empty = monitor.record_feedback_batches([[("a", 3), ("x", 0)], [("a", 1), ("b", 0)], []])
     assert first == FeedbackResult(accepted=1, unknown=1)
     assert second == FeedbackResult(accepted=1, duplicate=1)  # "a" was labelled by the first
     assert empty == FeedbackResult()

@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def records(n: int, tag: str = "p", start: int = 0) -> list[PredictionRecord]:
-    return [PredictionRecord(f"{tag}{i}", "m", "1", 0.25 + i / (4 * n), i % 10, T0 + i)
-            for i in range(start, start + n)]
+    return [
+        PredictionRecord(f"{tag}{i}", "m", "1", 0.25 + i / (4 * n), i % 10, T0 + i) for i in range(start, start + n)
+    ]
 
 
 def stored_directly(db: Path) -> int:
@@ -55,8 +56,7 @@ def test_every_read_sees_every_put_before_it(tmp_path: Path) -> None:
     store.put(records(2, tag="q"))
     assert len(store) == 5
     store.put(records(1, tag="r"))
-    assert [r.outcome for r in store.resolve([("r0", 1), ("p1", 1)], T0 + 10)] == [
-        Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert [r.outcome for r in store.resolve([("r0", 1), ("p1", 1)], T0 + 10)] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
     store.close()
 
 
@@ -96,8 +96,7 @@ def test_what_put_returned_survives_sigkill_and_is_replayed(tmp_path: Path, sync
     store.close()
 
 
-def test_a_torn_last_line_is_skipped_and_the_rest_replayed(tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_a_torn_last_line_is_skipped_and_the_rest_replayed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "p.db"
     store = PendingLogStore(SQLiteStore(db), flush_rows=1000)
     store.put(records(3))
@@ -166,10 +165,10 @@ def test_flush_rows_must_be_positive(tmp_path: Path) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(batches=st.lists(st.lists(st.integers(0, 30), max_size=6), max_size=12),
-       flush_rows=st.integers(1, 20))
-def test_same_outcomes_as_the_plain_store(tmp_path_factory: pytest.TempPathFactory,
-                                          batches: list[list[int]], flush_rows: int) -> None:
+@given(batches=st.lists(st.lists(st.integers(0, 30), max_size=6), max_size=12), flush_rows=st.integers(1, 20))
+def test_same_outcomes_as_the_plain_store(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[int]], flush_rows: int
+) -> None:
     """Any puts (ids repeated within and across puts: the first record wins), at any flush size,
     give the same store content as the plain SQLite store (capacity: the store contract tests)."""
     tmp = tmp_path_factory.mktemp("same")

@@ -22,8 +22,7 @@ StoreFactory = Callable[[StoreLimits], PredictionStore]
 
 def records(n: int, start: float = T0, tag: str = "p") -> list[PredictionRecord]:
     """n predictions one second apart, ids tag0..tag{n-1}."""
-    return [PredictionRecord(f"{tag}{i}", "fmnist", "1", 0.5 + i / (2 * n), i % 10, start + i)
-            for i in range(n)]
+    return [PredictionRecord(f"{tag}{i}", "fmnist", "1", 0.5 + i / (2 * n), i % 10, start + i) for i in range(n)]
 
 
 def outcomes(store: PredictionStore, ids: list[str], now: float, label: int = 3) -> list[str]:
@@ -68,8 +67,7 @@ def test_label_after_retention_is_expired_until_purged(make_store: StoreFactory)
     assert outcomes(store, ["old0"], late) == ["expired"]
     assert outcomes(store, ["old0"], late) == ["expired"]  # expiry does not consume the record
     store.put(records(1, start=T0 + 8 * DAY_SECONDS + 5, tag="new"))  # purges what is past 8 days
-    assert outcomes(store, ["old0", "old1", "new0"], late + DAY_SECONDS) == [
-        "unknown", "unknown", "accepted"]
+    assert outcomes(store, ["old0", "old1", "new0"], late + DAY_SECONDS) == ["unknown", "unknown", "accepted"]
     assert len(store) == 1
 
 
@@ -79,8 +77,7 @@ def test_capacity_drops_oldest_and_counts_only_unlabelled(make_store: StoreFacto
     assert outcomes(store, ["p0"], T0 + 10) == ["accepted"]
     store.put(records(2, start=T0 + 100, tag="q"))  # p0 (labelled) and p1 (pending) must go
     assert store.evicted() == 1
-    assert outcomes(store, ["p1", "p2", "q0", "q1"], T0 + 200) == [
-        "unknown", "accepted", "accepted", "accepted"]
+    assert outcomes(store, ["p1", "p2", "q0", "q1"], T0 + 200) == ["unknown", "accepted", "accepted", "accepted"]
     assert len(store) == 3
 
 
@@ -99,9 +96,8 @@ def test_replicas_racing_on_the_same_labels_accept_each_once(make_shared_store: 
     labels = [(f"p{i}", 1) for i in range(n)]
 
     def send(k: int) -> list[str]:
-        chunk = labels[k % 3::3] if k % 2 else labels[::-1]
-        return [r.prediction_id for r in replicas[k % 2].resolve(chunk, T0 + 500)
-                if r.outcome is Outcome.ACCEPTED]
+        chunk = labels[k % 3 :: 3] if k % 2 else labels[::-1]
+        return [r.prediction_id for r in replicas[k % 2].resolve(chunk, T0 + 500) if r.outcome is Outcome.ACCEPTED]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         accepted = [pid for ids in pool.map(send, range(16)) for pid in ids]

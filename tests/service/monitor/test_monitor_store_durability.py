@@ -47,8 +47,7 @@ def test_sqlite_second_handle_sees_state_before_first_is_closed(tmp_path: Path) 
     first.put([PredictionRecord(pid, "m", "1", 0.5, 0, T0) for pid in ("a", "b")])
     first.resolve([("a", 0)], T0 + 1)
     second = SQLiteStore(tmp_path / "p.db")
-    assert [r.outcome.value for r in second.resolve([("a", 0), ("b", 1)], T0 + 2)] == [
-        "duplicate", "accepted"]
+    assert [r.outcome.value for r in second.resolve([("a", 0), ("b", 1)], T0 + 2)] == ["duplicate", "accepted"]
     first.close()
     second.close()
 
@@ -78,8 +77,7 @@ def test_redis_with_appendonly_keeps_state_across_a_restart(tmp_path: Path) -> N
         server.process.wait(timeout=10)
         server.start()
         store = RedisStore(server.url)
-        assert [r.outcome.value for r in store.resolve([("r0", 3), ("r1", 3)], T0 + 6)] == [
-            "duplicate", "accepted"]
+        assert [r.outcome.value for r in store.resolve([("r0", 3), ("r1", 3)], T0 + 6)] == ["duplicate", "accepted"]
         assert len(store) == 10
         store.close()
     finally:

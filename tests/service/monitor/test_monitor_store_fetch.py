@@ -9,8 +9,7 @@ from service.monitor.store import Outcome, PredictionRecord, PredictionStore, St
 
 T0 = 1_700_000_000.0
 StoreFactory = Callable[[StoreLimits], PredictionStore]
-STORED = [PredictionRecord("a", "fm", "1", 0.75, 3, T0),
-          PredictionRecord("b", "fm", "2", 0.5, 0, T0)]
+STORED = [PredictionRecord("a", "fm", "1", 0.75, 3, T0), PredictionRecord("b", "fm", "2", 0.5, 0, T0)]
 
 
 def test_fetch_returns_stored_records_and_leaves_out_unknown_ids(make_store: StoreFactory) -> None:

@@ -36,13 +36,13 @@ def top(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(float)
 
 
-def feed(window: CalibrationWindow, probs: np.ndarray, labels: np.ndarray,
-         times: np.ndarray, rng: np.random.Generator) -> None:
+def feed(
+    window: CalibrationWindow, probs: np.ndarray, labels: np.ndarray, times: np.ndarray, rng: np.random.Generator
+) -> None:
     """Stream the data in random-sized chunks at the given (sorted) times."""
     conf, hit = top(probs, labels)
     cuts = np.sort(rng.choice(np.arange(1, len(conf)), size=20, replace=False))
-    for part_c, part_h, part_t in zip(np.split(conf, cuts), np.split(hit, cuts),
-                                      np.split(times, cuts), strict=True):
+    for part_c, part_h, part_t in zip(np.split(conf, cuts), np.split(hit, cuts), np.split(times, cuts), strict=True):
         window.update(part_c, part_h, now=float(part_t[0]))
 
 
@@ -107,8 +107,9 @@ def test_prediction_window_histogram_uses_lower_exclusive_edges() -> None:
     assert window.since_start_count() == 6
 
 
-@pytest.mark.parametrize("bad", [[1.5], [-0.1], [float("nan")], [0.5, float("nan")], [float("inf")],
-                                 [float("-inf"), 0.5]])
+@pytest.mark.parametrize(
+    "bad", [[1.5], [-0.1], [float("nan")], [0.5, float("nan")], [float("inf")], [float("-inf"), 0.5]]
+)
 def test_confidences_outside_the_unit_interval_are_rejected(bad: list[float]) -> None:
     with pytest.raises(MonitorInputError):
         CalibrationWindow().update(bad, [1], now=T0)
@@ -134,10 +135,16 @@ class SmallQueueWindow(PredictionWindow):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20),
-                          st.floats(0.0, 3 * 3600.0), st.booleans()), min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20), st.floats(0.0, 3 * 3600.0), st.booleans()),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_queued_prediction_counts_read_the_same_as_counting_at_once(
-        calls: list[tuple[list[float], float, bool]]) -> None:
+    calls: list[tuple[list[float], float, bool]],
+) -> None:
     """Updates queued and folded later (in runs of the same time bucket, also past FOLD_ROWS)
     give the histogram, confidence sum and count of folding each update at once, whenever read;
     out-of-order times, and times that fell out of the ring, included."""

@@ -33,9 +33,7 @@ def attached(
 def images(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n random 8x8 images and labels, from a generator of their own."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, *SHAPE, generator=generator), torch.randint(
-        0, K, (n,), generator=generator
-    )
+    return torch.randn(n, *SHAPE, generator=generator), torch.randint(0, K, (n,), generator=generator)
 
 
 def confident_logits(seed: int, n: int, scale: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,9 +14,7 @@ from training.losses.cals import normalized_constraints
 from training.losses.margin import logit_distances, margin_penalty
 
 GOLDEN_LOGITS = torch.tensor([[5.0, 1.0, -7.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
-LOGIT_MATRICES = arrays(
-    "float64", st.tuples(st.integers(1, 5), st.integers(2, 6)), elements=st.floats(-100, 100)
-)
+LOGIT_MATRICES = arrays("float64", st.tuples(st.integers(1, 5), st.integers(2, 6)), elements=st.floats(-100, 100))
 
 
 @pytest.mark.parametrize(("margin", "expected"), [(0.0, 2.6667), (4.0, 1.3333), (10.0, 0.3333)])
@@ -46,23 +44,17 @@ def test_penalty_is_zero_iff_every_distance_within_margin(values: object, margin
 def test_equals_ce_when_margin_covers_the_logit_range(values: object, seed: int) -> None:
     """Item 11: for m >= max(z) - min(z), MbLS equals CE exactly."""
     z = torch.as_tensor(values)
-    labels = torch.randint(
-        0, z.shape[1], (z.shape[0],), generator=torch.Generator().manual_seed(seed)
-    )
+    labels = torch.randint(0, z.shape[1], (z.shape[0],), generator=torch.Generator().manual_seed(seed))
     mbls = MarginLabelSmoothing(margin=float(z.max() - z.min()), lam=0.1, reduction="none")
     assert torch.equal(mbls(z, labels), F.cross_entropy(z, labels, reduction="none"))
 
 
 @settings(max_examples=25, deadline=None)
 @given(LOGIT_MATRICES, st.floats(-1e3, 1e3), st.floats(0, 20))
-def test_penalties_are_invariant_to_a_logit_shift(
-    values: object, shift: float, margin: float
-) -> None:
+def test_penalties_are_invariant_to_a_logit_shift(values: object, shift: float, margin: float) -> None:
     """Item 12: adding a constant to all logits changes neither the MbLS nor the CALS penalty."""
     z = torch.as_tensor(values)
-    torch.testing.assert_close(
-        margin_penalty(z + shift, margin), margin_penalty(z, margin), atol=1e-9, rtol=1e-9
-    )
+    torch.testing.assert_close(margin_penalty(z + shift, margin), margin_penalty(z, margin), atol=1e-9, rtol=1e-9)
     torch.testing.assert_close(
         normalized_constraints(z + shift, margin + 1.0),
         normalized_constraints(z, margin + 1.0),

@@ -121,9 +121,7 @@ BAD_HYPERPARAMETERS = [
 
 
 @pytest.mark.parametrize(("name", "parameter", "value"), BAD_HYPERPARAMETERS)
-def test_bad_hyperparameter_raises_typed_error_naming_it(
-    name: str, parameter: str, value: object
-) -> None:
+def test_bad_hyperparameter_raises_typed_error_naming_it(name: str, parameter: str, value: object) -> None:
     kwargs = {parameter: value}
     num_classes = kwargs.pop("num_classes", K)
     with pytest.raises(LossConfigError, match=parameter) as raised:
