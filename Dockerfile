@@ -38,21 +38,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # ---- builder: /opt/venv with the core dependencies and the serving extra only ---------------------
 FROM base AS builder
 ARG VARIANT
-# onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9: keep it in step with CUDA_IMAGE.
-ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 WORKDIR /src
-# Dependencies first: this layer changes only with pyproject.toml.
-COPY pyproject.toml deploy/docker/requirements.py ./
+# Dependencies first, from the committed lock (every package pinned; `make lock` writes it): this
+# layer changes only with the lock. cpu installs requirements/serve.txt, gpu requirements/gpu.txt
+# (onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9: keep the lock in step with CUDA_IMAGE).
+COPY requirements/serve.txt requirements/gpu.txt requirements/
 RUN python3 -m venv /opt/venv \
-    && python3 requirements.py pyproject.toml "${VARIANT}" > requirements.txt \
-    && echo "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" > constraints.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt -c constraints.txt
-COPY README.md ./
+    && /opt/venv/bin/pip install --no-cache-dir \
+        -r "requirements/$(if [ "${VARIANT}" = gpu ]; then echo gpu; else echo serve; fi).txt"
+COPY pyproject.toml README.md ./
 COPY calibration/ calibration/
 COPY candor/ candor/
 COPY service/ service/
 COPY training/ training/
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
+# The project alone: its dependencies and its build backend (setuptools) came from the lock.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/venv/bin/pip check
 # The bundled default artifact, readable by the non-root user whatever the build context's modes.
 COPY models/ /opt/candor/models/
@@ -70,21 +70,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 \
     && rm -rf /var/lib/apt/lists/*
+# torch's CPU build first (PyPI's torch is the CUDA build); requirements/train.txt pins torch==2.13.0,
+# which the CPU build satisfies, and every other package.
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir \
-        --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple \
-        "torch==2.13.0+cpu"
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps \
+        --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
 WORKDIR /opt/candor
-COPY pyproject.toml deploy/docker/requirements.py ./
-RUN python3 requirements.py pyproject.toml cpu train > requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
-COPY README.md ./
+COPY requirements/train.txt requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir -r requirements/train.txt
+COPY pyproject.toml README.md ./
 COPY calibration/ calibration/
 COPY candor/ candor/
 COPY service/ service/
 COPY training/ training/
 COPY scripts/make-default-model.sh scripts/
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && groupadd --system --gid 10001 candor \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /opt/candor \
         --shell /usr/sbin/nologin candor \

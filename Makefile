@@ -4,32 +4,49 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-# pip reads /opt/wheels (torch==2.13.0 CPU wheel) through the machine's pip config when present.
+# Every install comes from a committed lock (requirements/<target>.txt: every package pinned with ==,
+# written by `make lock`), then the project itself without dependencies. torch==2.13.0 is the CPU
+# wheel that the machine's pip configuration finds on disk (find-links); see README "Installs".
 PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
+# The project itself: its dependencies came from the lock, its build backend (setuptools) too.
+PIP_PROJECT := $(PIP) --no-deps --no-build-isolation -e .
 
-.PHONY: serve test model lint bench clean
+.PHONY: serve test model lint bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Serving needs no torch: core + onnxruntime (CPU). Use `pip install .[gpu]` in a separate env for CUDA.
-$(VENV)/.serve: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[cpu]'
+# Serving needs no torch: core + onnxruntime (CPU). For CUDA: requirements/gpu.txt in its own venv.
+$(VENV)/.serve: requirements/serve.txt pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements/serve.txt
+	$(PIP_PROJECT)
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[cpu,train,dev]'
+# Training: core + cpu + train (torch 2.13.0, CPU).
+$(VENV)/.train: requirements/train.txt pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements/train.txt
+	$(PIP_PROJECT)
 	touch $@ $(VENV)/.serve
+
+# dev is a superset of serve and train, compiled under the same pins.
+$(VENV)/.dev: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements/dev.txt
+	$(PIP_PROJECT)
+	touch $@ $(VENV)/.serve $(VENV)/.train
 
 serve: $(VENV)/.serve
 	$(BIN)/candor serve --host $(HOST) --port $(PORT)
 
+# Lint first (seconds), then the suite.
 test: $(VENV)/.dev
 	bash scripts/system-deps.sh
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Retrains the bundled default artifact from scratch on CPU (a few minutes).
-model: $(VENV)/.dev
+model: $(VENV)/.train
 	bash scripts/system-deps.sh
 	bash scripts/make-default-model.sh
 
@@ -41,7 +58,13 @@ bench: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy calibration service
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Re-resolve requirements/*.txt after a change to pyproject.toml (pins kept where they still fit);
+# `make lock UPGRADE=1` moves every pin to the newest release.
+lock: $(VENV)/.dev
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

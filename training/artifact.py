@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -67,14 +67,16 @@ def check_batches_agree(graph: onnx.ModelProto, x: np.ndarray, expected: np.ndar
     return worst
 
 
-def reference_figures(probs: np.ndarray, labels: np.ndarray, split: str = "test") -> ReferenceFigures:
+def reference_figures(
+    probs: np.ndarray, labels: np.ndarray, split: Literal["test", "validation"] = "test"
+) -> ReferenceFigures:
     """Calibration figures, per-bin sums and confidence histogram on held-out data."""
     stats = bin_statistics(probs, labels, DEFAULT_BINS)
     return ReferenceFigures(
         split=split,
         n=int(labels.shape[0]),
         accuracy=accuracy(probs, labels),
-        ece=ece(probs, labels),  # type: ignore[arg-type]
+        ece=ece(probs, labels),
         adaptive_ece=adaptive_ece(probs, labels),
         classwise_ece=classwise_ece(probs, labels),
         nll=nll(probs, labels),

@@ -10,6 +10,7 @@ fixed seed-0 carve) and is never used for fitting.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def from_arrays(
     return ImageDataset(name, classes, x, y, x_test, y_test)
 
 
-DATASETS = {"fashion-mnist": load_fashion_mnist, "digits": load_digits}
+DATASETS: dict[str, Callable[[], ImageDataset]] = {"fashion-mnist": load_fashion_mnist, "digits": load_digits}
 READERS = {"npz": load_npz, "folder": load_folder, "cifar10": load_cifar10}
 
 

@@ -77,7 +77,7 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
     if not ctx.is_distributed:
         return model
     if ctx.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # untyped in torch
         return nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index])
     return nn.parallel.DistributedDataParallel(model)
 

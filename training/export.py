@@ -45,7 +45,7 @@ def export_logits_graph(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.
         torch.onnx.export(
             model.eval(),
             (torch.zeros(1, *input_shape),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # torch types f as a path; the legacy exporter takes a file object
             dynamo=False,
             input_names=[INPUT_NAME],
             output_names=["logits"],

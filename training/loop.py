@@ -63,9 +63,9 @@ def optimizer_step(
     """backward, unscale, clip the global gradient norm at ``clip_norm`` (0: no clip), step."""
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
-        loss.backward()
+        torch.autograd.backward(loss)  # loss.backward(), which torch leaves untyped
     else:
-        scaler.scale(loss).backward()
+        torch.autograd.backward(scaler.scale(loss))
         scaler.unscale_(optimizer)
     if clip_norm > 0:
         nn.utils.clip_grad_norm_(model.parameters(), clip_norm)

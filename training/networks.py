@@ -37,11 +37,13 @@ class SmallCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (B, 128)."""
-        return self.body(x)
+        features: torch.Tensor = self.body(x)
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, K)."""
-        return self.head(self.features(x))
+        logits: torch.Tensor = self.head(self.features(x))
+        return logits
 
 
 class BasicBlock(nn.Module):
@@ -90,11 +92,13 @@ class ResNet18(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (B, 8 width) after global average pooling."""
-        return self.stages(self.stem(x))
+        features: torch.Tensor = self.stages(self.stem(x))
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, K)."""
-        return self.head(self.features(x))
+        logits: torch.Tensor = self.head(self.features(x))
+        return logits
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"small-cnn": SmallCNN, "resnet18": ResNet18}

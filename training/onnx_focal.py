@@ -8,6 +8,8 @@ the overflow guard (1 - eps) e_argmax + eps / K. Komisarenko & Kull 2024; METHOD
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
@@ -30,7 +32,7 @@ class _Builder:
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def op(self, op_type: str, *inputs: str, **attrs: object) -> str:
+    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
         self._count += 1
         out = f"{self.prefix}{op_type.lower()}{self._count}"
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))

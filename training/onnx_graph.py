@@ -26,7 +26,8 @@ def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     dims = outputs[0].type.tensor_type.shape.dim
     if len(dims) != 2:
         raise ValueError(f"logits output '{outputs[0].name}' must be 2-D (N, K), has rank {len(dims)}")
-    return outputs[0]
+    output: onnx.ValueInfoProto = outputs[0]
+    return output
 
 
 def append_calibration_map(

@@ -1,8 +1,8 @@
 """The serving image's environment, built the way the Dockerfile's builder stage builds it.
 
 No Docker engine runs here, so the test does the stage's steps on this machine: a fresh venv, the
-requirements of deploy/docker/requirements.py for the `cpu` extra, then the project from a copy of
-the build context with --no-deps. torch must be absent. `candor serve` then starts through the
+lock requirements/serve.txt (core + cpu), then the project from a copy of the build context with
+--no-deps --no-build-isolation. torch must be absent. `candor serve` then starts through the
 image's entrypoint with an empty models mount, so it falls back to the bundled default artifact,
 and answers the HEALTHCHECK command, /v2/health/ready and one predict call.
 """
@@ -24,7 +24,7 @@ from deploy_tools import REPO, healthcheck_command, parse_dockerfile, run
 
 pytestmark = pytest.mark.e2e  # a pip install (pip's cache and find-links) and a real server
 
-BUILD_CONTEXT = ["pyproject.toml", "README.md", "calibration", "candor", "service", "training"]
+BUILD_CONTEXT = ["requirements", "pyproject.toml", "README.md", "calibration", "candor", "service", "training"]
 MODEL = "fashion-mnist-cnn"
 
 
@@ -35,9 +35,9 @@ def free_port() -> int:
 
 
 def build_runtime_venv(root: Path) -> Path:
-    """The builder stage's steps: venv, requirements of core + cpu, then the project, no deps."""
+    """The builder stage's steps: venv, the serving lock (core + cpu), then the project, no deps."""
     builder = parse_dockerfile().stages["builder"].text()
-    assert 'requirements.py pyproject.toml "${VARIANT}"' in builder and "--no-deps ." in builder
+    assert "echo serve; fi).txt" in builder and "--no-deps --no-build-isolation ." in builder
     context = root / "src"
     for name in BUILD_CONTEXT:  # the COPY instructions of the builder stage
         source = REPO / name
@@ -48,14 +48,6 @@ def build_runtime_venv(root: Path) -> Path:
             shutil.copy(source, context / name)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=120)
-    requirements = run(
-        sys.executable,
-        REPO / "deploy" / "docker" / "requirements.py",
-        context / "pyproject.toml",
-        "cpu",
-    )
-    assert requirements.returncode == 0, requirements.stderr
-    (root / "requirements.txt").write_text(requirements.stdout)
     pip = [
         str(venv / "bin" / "python"),
         "-m",
@@ -64,7 +56,7 @@ def build_runtime_venv(root: Path) -> Path:
         "-q",
         "--disable-pip-version-check",
     ]
-    for args in (["-r", str(root / "requirements.txt")], ["--no-deps", "."]):
+    for args in (["-r", "requirements/serve.txt"], ["--no-deps", "--no-build-isolation", "."]):
         result = run(*pip, *args, cwd=context, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
     return venv
