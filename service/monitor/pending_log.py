@@ -12,13 +12,13 @@ a flush's commit and the truncation replays records already stored: harmless). T
 a torn line before a record: an append that fails part-way (disk full) is cut back to the last
 complete record before ``put`` raises, and until that succeeds nothing more is appended.
 
-One handle owns the log and its store file (``flock``): a second handle, in this process or another,
-is refused with StoreError. Replicas that share predictions use a Redis store instead.
+One handle owns the log (``flock``, service.monitor.ownership): a second handle, in this process or
+another, is refused with StoreError (the service also opens the SQLite store itself exclusively).
+Replicas that share predictions use a Redis store instead.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -28,6 +28,7 @@ from pathlib import Path
 import orjson
 
 from service.monitor.errors import StoreError
+from service.monitor.ownership import open_exclusively
 from service.monitor.sqlite_store import SQLiteStore
 from service.monitor.store import PredictionRecord, Resolution
 
@@ -176,20 +177,7 @@ class PendingLogStore:
 
 def open_owned_log(path: Path) -> int:
     """Open (create) the log for appending and take its exclusive flock; StoreError if held."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot open prediction log {path}: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        raise StoreError(
-            f"prediction log {path} is in use by another store handle or process; give "
-            "each candor process its own state_dir, or share predictions between "
-            "replicas with a redis:// store_url"
-        ) from exc
-    return fd
+    return open_exclusively(path, os.O_WRONLY | os.O_APPEND, f"prediction log {path}")
 
 
 def read_log(path: Path) -> tuple[list[PredictionRecord], int, int]:
