@@ -4,6 +4,8 @@ of settings.event_loop)."""
 from __future__ import annotations
 
 import argparse
+import copy
+import logging.config
 import math
 import signal
 from pathlib import Path
@@ -38,6 +40,8 @@ def run_serve(args: argparse.Namespace) -> int:
         k: v for k, v in {"host": args.host, "port": args.port, "models_dir": args.models_dir}.items() if v is not None
     }
     settings = load_settings(overrides)
+    log_config = serve_log_config(settings.log_level)
+    logging.config.dictConfig(log_config)  # before the store opens: its replay is logged
     if not settings.models_dir.is_dir():
         raise ServiceError(
             f"models directory {settings.models_dir} does not exist: pass --models-dir "
@@ -58,11 +62,26 @@ def run_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         loop=settings.event_loop,
+        log_config=log_config,
         http="httptools",
         access_log=settings.access_log,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
     return 0
+
+
+SERVICE_LOGGERS = ("candor", "service")  # candor.models (reloads), service.monitor.* (replays)
+
+
+def serve_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, plus the service's own loggers on uvicorn's stderr handler
+    at ``level`` (without it their INFO lines reached no handler and were lost)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for name in SERVICE_LOGGERS:
+        config["loggers"][name] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:

@@ -25,15 +25,22 @@ Classes = Mapping[ModelKey, dict[str, int]]  # (model, version) -> class name ->
 SHOWN_CLASSES = 10  # class names listed in an error message
 
 
+MAX_CLASS_INDEX = 2**31 - 1  # no model has more classes; every store holds it (SQLite: 2**63 - 1)
+
+
 def class_name_or_index(value: Any) -> str | int:
-    """A JSON string (class name) or a non-negative JSON integer (class index); nothing else."""
+    """A JSON string (class name) or a JSON integer in [0, MAX_CLASS_INDEX] (class index); an
+    integer-valued number such as 3.0 is that integer (JSON Schema's ``integer``); nothing else."""
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"class index must be >= 0, got {value}")
+        if not 0 <= value <= MAX_CLASS_INDEX:
+            raise ValueError(f"class index must be between 0 and {MAX_CLASS_INDEX}, got {value}")
         return value
-    raise ValueError(f"must be a class name (string) or a class index (integer), got {type(value).__name__}")
+    kind = "a non-integer number" if isinstance(value, float) else type(value).__name__
+    raise ValueError(f"must be a class name (string) or a class index (integer), got {kind}")
 
 
 Label = Annotated[
@@ -41,7 +48,7 @@ Label = Annotated[
     PlainValidator(class_name_or_index),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": MAX_CLASS_INDEX}],
             "description": "the true class: its name, or its 0-based index in the model's classes",
         }
     ),

@@ -23,7 +23,9 @@ class GroupCommit(Generic[T, R]):
     """Coalesces ``submit`` calls into ``write`` calls (see the module docstring).
 
     ``write(items)`` returns one result per item, in order; an Exception in that list is raised
-    to that item's caller only. If ``write`` itself raises, every caller of the group gets it.
+    to that item's caller only. If ``write`` itself raises for a group of several items, each item
+    is written again alone, so a failure reaches only the callers whose own write fails (``write``
+    must leave nothing behind when it raises, as a rolled-back transaction does).
     """
 
     def __init__(self, write: WriteFn[T, R]) -> None:
@@ -43,12 +45,27 @@ class GroupCommit(Generic[T, R]):
         """Write whatever queued while the previous write ran, until the queue is empty."""
         while self._queue:
             group, self._queue = self._queue, []
-            try:
-                results = await run_in_threadpool(self._write, [item for item, _ in group])
-            except Exception as exc:  # a store failure: every caller of the group sees it
-                results = [exc] * len(group)
+            results = await run_in_threadpool(self._write_group, [item for item, _ in group])
             for (_, future), result in zip(group, results, strict=True):
                 _settle(future, result)
+
+    def _write_group(self, items: list[T]) -> list[R | Exception]:
+        """(blocking) One write for the group; if it raises, one write per item, so that one
+        item's failure fails only that item."""
+        try:
+            return self._write(items)
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+        return [self._write_alone(item) for item in items]
+
+    def _write_alone(self, item: T) -> R | Exception:
+        """The result of writing ``item`` by itself, or the exception that write raised."""
+        try:
+            (result,) = self._write([item])
+        except Exception as exc:
+            return exc
+        return result
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written (shutdown)."""

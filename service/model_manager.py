@@ -58,7 +58,8 @@ class ModelManager:
         self._stamps = {str(e.directory): _stamp(e.directory) for e in repository.engines()}
 
     async def load(self, name: str) -> list[str]:
-        """(Re)load every version of ``name`` from disk; returns the versions now served."""
+        """(Re)load every version of ``name`` from disk; returns the versions now served (and logs
+        them, INFO, one line)."""
         directories = self._directories(name)
         async with self._lock:
             fingerprint = model_fingerprint(self.settings.models_dir, name)
@@ -73,16 +74,19 @@ class ModelManager:
             self._loaded[name] = fingerprint
             self._refused.pop(name, None)
             self._changed()
-            return sorted(engines, key=int)
+            versions = sorted(engines, key=int)
+            log.info("candor: loaded %s versions %s", name, ", ".join(versions))
+            return versions
 
     async def unload(self, name: str) -> list[str]:
         """Stop serving ``name``; requests already holding its engines finish on them."""
         async with self._lock:
-            removed = self.repository.remove(name)
+            removed = sorted(self.repository.remove(name), key=int)
             self._loaded.pop(name, None)
             if removed:
                 self._changed()
-            return sorted(removed, key=int)
+                log.info("candor: unloaded %s versions %s", name, ", ".join(removed))
+            return removed
 
     def _directories(self, name: str) -> list[Path]:
         if not NAME.match(name):
@@ -157,10 +161,7 @@ class ModelManager:
 
     async def _apply(self, name: str, present: bool) -> None:
         try:
-            if present:
-                log.info("candor: reloaded %s versions %s", name, await self.load(name))
-            else:
-                log.info("candor: unloaded %s versions %s", name, await self.unload(name))
+            await (self.load(name) if present else self.unload(name))  # each logs what it did
         except (LoadRefused, ModelNotFound) as exc:
             log.error("candor: %s; previous versions keep serving", exc)
 

@@ -48,7 +48,8 @@ def sqlite_path(settings: Settings) -> Path:
 
 def open_store(settings: Settings) -> PredictionStore:
     """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created),
-    behind its pending log unless ``store_log`` is off (service.monitor.pending_log)."""
+    owned by this process whatever ``store_log`` (a second owner is a StoreError), behind its
+    pending log unless ``store_log`` is off (service.monitor.pending_log)."""
     limits = StoreLimits(retention_seconds=settings.retention_seconds, capacity=settings.store_capacity)
     url = settings.store_url
     if url is not None and url.startswith(("redis://", "rediss://")):
@@ -57,7 +58,7 @@ def open_store(settings: Settings) -> PredictionStore:
         return RedisStore(url, limits)
     path = sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(path, limits, sync=settings.store_sync)
+    store = SQLiteStore(path, limits, sync=settings.store_sync, exclusive=True)  # one process per file
     if not settings.store_log:
         return store
     try:

@@ -8,15 +8,17 @@ in the kernel's page cache). The records move into the store in one transaction 
 ``flush_rows`` are pending and before every read (``fetch``, ``resolve``, ``len``, ``evicted``), so
 reads see every ``put`` that returned before them. After a flush the log is truncated. On open, a log left by a
 process that died is replayed into the store; the store ignores ids it has already (a crash between
-a flush's commit and the truncation replays records already stored: harmless).
+a flush's commit and the truncation replays records already stored: harmless). The log never holds
+a torn line before a record: an append that fails part-way (disk full) is cut back to the last
+complete record before ``put`` raises, and until that succeeds nothing more is appended.
 
-One handle owns the log and its store file (``flock``): a second handle, in this process or another,
-is refused with StoreError. Replicas that share predictions use a Redis store instead.
+One handle owns the log (``flock``, service.monitor.ownership): a second handle, in this process or
+another, is refused with StoreError (the service also opens the SQLite store itself exclusively).
+Replicas that share predictions use a Redis store instead.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -26,6 +28,7 @@ from pathlib import Path
 import orjson
 
 from service.monitor.errors import StoreError
+from service.monitor.ownership import open_exclusively
 from service.monitor.sqlite_store import SQLiteStore
 from service.monitor.store import PredictionRecord, Resolution
 
@@ -52,6 +55,8 @@ class PendingLogStore:
         self._sync = store.sync == "full"  # as durable as the store's own commits
         self._lock = threading.Lock()
         self._pending: list[PredictionRecord] = []
+        self._complete = 0  # bytes of the log that are whole records; beyond: a torn append
+        self._torn = False
         self._fd = open_owned_log(self.path)
         try:
             self._replay()
@@ -111,7 +116,9 @@ class PendingLogStore:
                 self.store.close()
 
     def _append(self, data: bytes) -> None:
-        """Write all of ``data`` at the log's end (fdatasync with sync=full)."""
+        """Write all of ``data`` at the log's end (fdatasync with sync=full); on failure the log
+        is cut back to its last complete record, so no later record is glued to a torn one."""
+        self._cut_torn_tail()
         try:
             view = memoryview(data)
             while view:
@@ -119,7 +126,22 @@ class PendingLogStore:
             if self._sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
+            self._torn = True
+            self._cut_torn_tail(quiet=True)
             raise StoreError(f"cannot append to prediction log {self.path}: {exc}") from exc
+        self._complete += len(data)
+
+    def _cut_torn_tail(self, quiet: bool = False) -> None:
+        """(lock held) Truncate a torn append away; StoreError (unless ``quiet``) while it cannot be."""
+        if not self._torn:
+            return
+        try:
+            os.ftruncate(self._fd, self._complete)
+        except OSError as exc:
+            if quiet:
+                return
+            raise StoreError(f"cannot repair prediction log {self.path} after a failed append: {exc}") from exc
+        self._torn = False
 
     def _flush(self) -> None:
         """(lock held) Pending records into the store; the log is truncated once they are in."""
@@ -127,47 +149,46 @@ class PendingLogStore:
             return
         self.store.put(self._pending)  # StoreError: records stay pending and in the log
         self._pending = []
+        self._empty_log()
+
+    def _empty_log(self) -> None:
+        """(lock held) Truncate the log, whose records are all stored (a failure only means that a
+        later replay finds them again)."""
         try:
             os.ftruncate(self._fd, 0)
-        except OSError as exc:  # the records are stored; a replay would only find them again
+        except OSError as exc:
             log.warning("cannot truncate prediction log %s: %s", self.path, exc)
+            return
+        self._complete, self._torn = 0, False
 
     def _replay(self) -> None:
-        """Records in a log left by a process that died go into the store."""
+        """Records in a log left by a process that died go into the store; the log is emptied,
+        a torn last line (a write cut short, never answered) with it."""
         with self._lock:
-            self._pending = read_log(self.path)
-            if self._pending:
-                log.info("replaying %d predictions from %s", len(self._pending), self.path)
+            self._pending, self._complete, size = read_log(self.path)
+            self._torn = size > self._complete
+            replayed = len(self._pending)
             self._flush()
+            if self._complete or self._torn:  # nothing to replay, but a torn line to drop
+                self._empty_log()
+            if replayed:
+                log.info("replayed %d predictions from %s into %s", replayed, self.path, self.store.path)
 
 
 def open_owned_log(path: Path) -> int:
     """Open (create) the log for appending and take its exclusive flock; StoreError if held."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot open prediction log {path}: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        raise StoreError(
-            f"prediction log {path} is in use by another store handle or process; give "
-            "each candor process its own state_dir, or share predictions between "
-            "replicas with a redis:// store_url"
-        ) from exc
-    return fd
+    return open_exclusively(path, os.O_WRONLY | os.O_APPEND, f"prediction log {path}")
 
 
-def read_log(path: Path) -> list[PredictionRecord]:
-    """The records of a log; a line that does not parse (a write cut short by kill -9, never
-    answered) is skipped with a warning."""
+def read_log(path: Path) -> tuple[list[PredictionRecord], int, int]:
+    """The records of a log, the length in bytes of its complete lines, and its size; a line that
+    does not parse (a write cut short by kill -9, never answered) is skipped with a warning."""
     try:
-        lines = path.read_bytes().splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise StoreError(f"cannot read prediction log {path}: {exc}") from exc
     records: list[PredictionRecord] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(data.splitlines(), start=1):
         try:
             pid, model, version, confidence, predicted, created = orjson.loads(line)
             records.append(
@@ -175,4 +196,4 @@ def read_log(path: Path) -> list[PredictionRecord]:
             )
         except (orjson.JSONDecodeError, TypeError, ValueError):
             log.warning("prediction log %s: line %d is not a record, skipped", path, number)
-    return records
+    return records, data.rfind(b"\n") + 1, len(data)

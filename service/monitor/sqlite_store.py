@@ -5,11 +5,14 @@ survives a clean restart and ``kill -9`` of the process in either mode. ``synchr
 default) leaves the fsync to checkpoints; ``synchronous=FULL`` fsyncs every commit, so it also
 survives power loss or an OS crash, at the price of one fsync per commit. One connection guarded
 by a lock serves every thread; each call is one ``BEGIN IMMEDIATE`` transaction, so several
-processes may also share the file.
+handles may share the file. Opened ``exclusive=True`` (as the service does, whatever its
+``store_log``), the handle owns the file: it holds an exclusive flock on ``<db>.lock`` until
+closed, and any other exclusive handle, in this process or another, is refused with StoreError.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.monitor.errors import StoreError
+from service.monitor.ownership import open_exclusively
 from service.monitor.store import (
     Outcome,
     PredictionRecord,
@@ -57,23 +61,51 @@ _CHUNK = 500  # ids per SELECT ... IN (...), below SQLite's variable limit
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 
 
+def store_lock_path(db: Path) -> Path:
+    """The file an exclusive handle of ``db`` holds its flock on: ``<db>.lock`` beside it (never
+    the database itself: closing any descriptor of it would drop SQLite's own POSIX locks)."""
+    return db.with_name(db.name + ".lock")
+
+
 class SQLiteStore:
     """PredictionStore on one SQLite file; see service.monitor.store for the contract."""
 
-    def __init__(self, path: str | Path, limits: StoreLimits | None = None, sync: str = "normal") -> None:
+    def __init__(
+        self, path: str | Path, limits: StoreLimits | None = None, sync: str = "normal", exclusive: bool = False
+    ) -> None:
         if sync not in SYNC_MODES:
             raise StoreError(f"sync must be one of {sorted(SYNC_MODES)}, got {sync!r}")
         self.path = Path(path)
         self.sync = sync
         self.limits = limits or StoreLimits()
         self._lock = threading.Lock()
+        self._owner_fd = self._own_file() if exclusive else None
         try:
-            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
-            self._conn.executescript(_SCHEMA)
+            self._conn = self._connect()
+        except BaseException:
+            self._release_file()
+            raise
+
+    def _own_file(self) -> int:
+        """The exclusive flock on ``<db>.lock``; StoreError naming the store when held elsewhere."""
+        lock = store_lock_path(self.path)
+        return open_exclusively(lock, os.O_RDONLY, f"prediction store {self.path} (lock {lock.name})")
+
+    def _release_file(self) -> None:
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)
+            self._owner_fd = None
+
+    def _connect(self) -> sqlite3.Connection:
+        """The connection, in WAL mode at the store's sync level, with the schema created."""
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
+            conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open prediction store {self.path}: {exc}") from exc
+        return conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -172,9 +204,10 @@ class SQLiteStore:
                 raise StoreError(f"prediction store {self.path} failed: {exc}") from exc
 
     def close(self) -> None:
-        """Close the connection (the WAL is checkpointed; data stays on disk)."""
+        """Close the connection (the WAL is checkpointed; data stays on disk), then release the file."""
         with self._lock:
             self._conn.close()
+            self._release_file()
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, name: str) -> int:

@@ -108,11 +108,15 @@ class PredictionStore(Protocol):
         ...
 
 
+MAX_LABEL = 2**63 - 1  # the largest integer every backend stores (SQLite INTEGER)
+
+
 def check_labels(labels: Sequence[tuple[str, int]]) -> None:
-    """Reject label indices below 0 (the caller maps class names to indices)."""
+    """Reject label indices outside [0, MAX_LABEL] before anything is written (the caller maps
+    class names to indices)."""
     for prediction_id, label in labels:
-        if int(label) < 0:
-            raise MonitorInputError(f"label of prediction '{prediction_id}' is negative: {label}")
+        if not 0 <= int(label) <= MAX_LABEL:
+            raise MonitorInputError(f"label of prediction '{prediction_id}' is out of range [0, {MAX_LABEL}]: {label}")
 
 
 def decide(record: PredictionRecord | None, labelled: bool, now: float, retention: float) -> Outcome:

@@ -153,7 +153,7 @@ LABEL = {"prediction_id": "p", "label": 1}
         (b'{"labels": [{"prediction_id": "", "label": 1}]}', "labels[0].prediction_id"),
         (b'{"labels": [{"prediction_id": 7, "label": 1}]}', "labels[0].prediction_id"),
         (b'{"labels": [{"prediction_id": "p"}]}', "labels[0].label"),
-        (b'{"labels": [{"prediction_id": "p", "label": 1}, {"prediction_id": "p", "label": 2.0}]}', "labels[1].label"),
+        (b'{"labels": [{"prediction_id": "p", "label": 1}, {"prediction_id": "p", "label": 2.5}]}', "labels[1].label"),
         (b'{"labels": [{"prediction_id": "p", "label": true}]}', "labels[0].label"),
         (b'{"labels": [{"prediction_id": "p", "label": null}]}', "labels[0].label"),
         (b'{"labels": [{"prediction_id": "p", "label": [1]}]}', "labels[0].label"),

@@ -167,3 +167,24 @@ def test_a_model_s_own_batching_applies_to_its_versions_loaded_at_start_and_late
     copy_version(models, models, MODEL, "1", "2")
     asyncio.run(manager.load(MODEL))
     assert manager.repository.get(MODEL, "2").batcher.config.max_batch_size == 3  # type: ignore[union-attr]
+
+
+def test_each_successful_load_and_unload_logs_one_info_line(models: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 16 item 11: a reload through the repository API was not logged at all."""
+    manager = manager_for(models)
+    copy_version(models, models, MODEL, "1", "2")
+    with caplog.at_level(logging.INFO, logger="candor.models"):
+        asyncio.run(manager.load(MODEL))  # POST /v2/repository/models/{m}/load
+        copy_version(models, models, MODEL, "1", "3")
+        asyncio.run(manager.sync())  # the watcher
+        BREAKERS["sha256"](models / MODEL / "3")
+        asyncio.run(manager.sync())  # refused: an error, no "loaded" line
+        asyncio.run(manager.unload(MODEL))
+        asyncio.run(manager.unload(MODEL))  # nothing left to unload: nothing logged
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "candor.models"]
+    assert [line for line in lines if line[0] == "INFO"] == [
+        ("INFO", "candor: loaded digits-cnn versions 1, 2"),
+        ("INFO", "candor: loaded digits-cnn versions 1, 2, 3"),
+        ("INFO", "candor: unloaded digits-cnn versions 1, 2, 3"),
+    ]
+    assert [level for level, _ in lines] == ["INFO", "INFO", "ERROR", "INFO"]

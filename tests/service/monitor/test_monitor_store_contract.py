@@ -83,10 +83,19 @@ def test_capacity_drops_oldest_and_counts_only_unlabelled(make_store: StoreFacto
 
 def test_negative_label_is_rejected(make_store: StoreFactory) -> None:
     store = make_store(StoreLimits())
-    with pytest.raises(MonitorInputError, match="negative"):
+    with pytest.raises(MonitorInputError, match="out of range"):
         store.resolve([("p0", -1)], T0)
     assert store.resolve([], T0) == []
     store.put([])
+
+
+def test_a_label_above_what_the_store_holds_is_rejected_and_nothing_recorded(make_store: StoreFactory) -> None:
+    """Issue 16 item 2: 2**64 raised OverflowError inside SQLite (a 500), not an input error."""
+    store = make_store(StoreLimits())
+    store.put(records(2))
+    with pytest.raises(MonitorInputError, match=r"'p1' is out of range \[0, 9223372036854775807\]"):
+        store.resolve([("p0", 1), ("p1", 2**64)], T0 + 1)
+    assert outcomes(store, ["p0", "p1"], T0 + 2) == ["accepted", "accepted"]
 
 
 def test_replicas_racing_on_the_same_labels_accept_each_once(make_shared_store: StoreFactory) -> None:
