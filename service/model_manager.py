@@ -27,7 +27,7 @@ from service.repository import Repository, artifact_directories
 from service.settings import Settings
 
 log = logging.getLogger("candor.models")
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")  # fullmatch: '$' would accept a trailing newline
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
 
@@ -85,7 +85,7 @@ class ModelManager:
             return sorted(removed, key=int)
 
     def _directories(self, name: str) -> list[Path]:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise ModelNotFound(f"'{name}' is not a valid model name", field="model_name")
         directories = artifact_directories(self.settings.models_dir, name)
         if not directories:
