@@ -1,16 +1,27 @@
 """The artifact manifest: the one seam between training and the service.
 
 A frozen, versioned pydantic model written as ``manifest.json`` beside ``model.onnx``. The service
-refuses an artifact whose schema or sha256 does not match, naming the file and the field.
+refuses an artifact whose schema or digests do not match, naming the file and the field.
+
+Integrity: ``onnx_sha256`` covers the ONNX bytes; ``manifest_sha256`` covers the manifest itself
+(its canonical JSON without that field, which includes ``onnx_sha256``, so both files). It detects
+a manifest edited, truncated or paired with the wrong model by anything that did not re-seal it
+(a hand edit, a partial copy, a tool bug). It is not a signature: whoever can write the models
+directory can replace both files and re-seal them. An artifact is only ever the regular files of
+its version directory: no path in ``onnx_file``, no symlinks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import stat
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -19,6 +30,10 @@ from calibration.errors import ManifestError
 SCHEMA_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
+DIGEST_FIELD = "manifest_sha256"
+SHA256 = r"^[0-9a-f]{64}$"
+
+log = logging.getLogger("candor.manifest")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -135,8 +150,20 @@ class Manifest(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=128)
     version: str = Field(pattern=r"^[1-9][0-9]*$", description="positive integer, newest is highest")
     created_at: datetime
-    onnx_file: str = ONNX_FILE
-    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    onnx_file: str = Field(
+        default=ONNX_FILE,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\.onnx$",
+        max_length=255,
+        description="a file name in the version directory (no path, no symlink)",
+    )
+    onnx_sha256: str = Field(pattern=SHA256)
+    manifest_sha256: str | None = Field(
+        default=None,
+        pattern=SHA256,
+        description="sha256 of this manifest's canonical JSON without this field (manifest_digest); "
+        "written by every export. Absent (an artifact exported before it existed): served with a "
+        "warning, since edits of such a manifest go unnoticed",
+    )
     input: TensorSpec
     output: TensorSpec
     preprocessing: Preprocessing
@@ -164,49 +191,98 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def manifest_digest(raw: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no spaces, ASCII) without manifest_sha256."""
+    body = {key: value for key, value in raw.items() if key != DIGEST_FIELD}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sealed(manifest: Manifest) -> Manifest:
+    """The manifest with ``manifest_sha256`` set over its JSON form (what write_manifest writes)."""
+    raw = json.loads(manifest.model_dump_json())
+    return manifest.model_copy(update={DIGEST_FIELD: manifest_digest(raw)})
+
+
 def manifest_json_schema() -> dict[str, object]:
     """The JSON Schema committed as models/manifest.schema.json."""
     return Manifest.model_json_schema()
 
 
 def write_manifest(manifest: Manifest, directory: Path) -> Path:
-    """Write manifest.json into an artifact directory."""
+    """Write manifest.json, sealed (manifest_sha256 computed), into an artifact directory."""
     path = directory / MANIFEST_FILE
-    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    path.write_text(sealed(manifest).model_dump_json(indent=2) + "\n")
     return path
 
 
+def read_artifact_file(directory: Path, name: str, field: str) -> bytes:
+    """The bytes of ``directory/name``: a regular file directly in the directory, not a symlink.
+    Errors name the manifest and ``field`` but never echo anything read from outside the artifact."""
+    where = str(directory / MANIFEST_FILE)
+    if name != Path(name).name or name in ("", ".", ".."):
+        raise ManifestError(where, field, f"{name!r} must be a file name in the version directory, not a path")
+    path = directory / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError as exc:
+        raise ManifestError(where, field, f"file not found: {path}") from exc
+    except OSError as exc:  # ELOOP: a symlink (O_NOFOLLOW); EACCES and the like
+        raise ManifestError(where, field, f"{path} is a symlink or cannot be opened ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ManifestError(where, field, f"{path} is not a regular file")
+        return fh.read()
+
+
 def load_manifest(directory: Path) -> Manifest:
-    """Read and validate manifest.json; ManifestError names the file and the offending field."""
+    """Read and validate manifest.json and check its manifest_sha256 (warning when it has none);
+    ManifestError names the file and the offending field."""
     path = directory / MANIFEST_FILE
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ManifestError(str(path), "-", "file not found") from exc
-    except json.JSONDecodeError as exc:
+        raw = json.loads(read_artifact_file(directory, MANIFEST_FILE, "-"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ManifestError(str(path), "-", f"not valid JSON: {exc}") from exc
     try:
-        return Manifest.model_validate(raw)
+        manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "-"
         raise ManifestError(str(path), field, first["msg"]) from exc
+    check_manifest_digest(raw, manifest, path)
+    return manifest
+
+
+def check_manifest_digest(raw: Mapping[str, Any], manifest: Manifest, path: Path) -> None:
+    """The manifest's own digest must match its content; an unsealed manifest is only warned about."""
+    if manifest.manifest_sha256 is None:
+        log.warning(
+            "%s has no %s: edits of this manifest cannot be detected; re-export the artifact to seal it",
+            path,
+            DIGEST_FIELD,
+        )
+        return
+    if manifest_digest(raw) != manifest.manifest_sha256:
+        raise ManifestError(
+            str(path), DIGEST_FIELD, "does not match the manifest's content: it was edited after export; re-export it"
+        )
+
+
+def load_verified(directory: Path) -> tuple[Manifest, bytes]:
+    """The verified manifest and the ONNX bytes it describes, read once and hashed (so what is
+    checked is what is loaded)."""
+    manifest = load_manifest(directory)
+    model = read_artifact_file(directory, manifest.onnx_file, "onnx_file")
+    if hashlib.sha256(model).hexdigest() != manifest.onnx_sha256:
+        raise ManifestError(
+            str(directory / MANIFEST_FILE), "onnx_sha256", f"does not match the sha256 of {manifest.onnx_file}"
+        )
+    return manifest, model
 
 
 def verify_artifact(directory: Path) -> Manifest:
-    """Load the manifest and check the ONNX file's sha256 against it."""
-    manifest = load_manifest(directory)
-    onnx_path = directory / manifest.onnx_file
-    if not onnx_path.is_file():
-        raise ManifestError(str(directory / MANIFEST_FILE), "onnx_file", f"{onnx_path} does not exist")
-    actual = sha256_of(onnx_path)
-    if actual != manifest.onnx_sha256:
-        raise ManifestError(
-            str(directory / MANIFEST_FILE),
-            "onnx_sha256",
-            f"does not match {onnx_path.name} (file hashes to {actual})",
-        )
-    return manifest
+    """Load the manifest and check both digests (the manifest's own and the ONNX file's)."""
+    return load_verified(directory)[0]
 
 
 def write_json_schema(path: Path) -> None:

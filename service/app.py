@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from service.api import calibration, feedback, v1, v2, v2_repository
@@ -87,11 +88,21 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """ServiceError -> its status with ``{"error", "field"}``; request validation -> 422, same shape."""
+    """ServiceError -> its status with ``{"error", "field"}``; request validation -> 422 and
+    Starlette's own errors (404 no route, 405 wrong method) -> their status, same shape."""
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        field = {404: "path", 405: "method"}.get(exc.status_code, "request")
+        return JSONResponse(
+            {"error": f"{exc.detail}: {request.method} {request.url.path}", "field": field},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

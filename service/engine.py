@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from calibration.manifest import Manifest, verify_artifact
+from calibration.manifest import Manifest, load_verified
 from service.batching import BatchConfig, Batcher
 from service.errors import ArtifactError, BadRequest
 
@@ -30,13 +30,14 @@ def requested_providers(choice: str) -> list[str]:
     return [CPU]
 
 
-def open_session(path: Path, providers: str, intra_op_threads: int) -> ort.InferenceSession:
-    """Create the session; ``session.get_providers()`` (not the available list) says what runs."""
+def open_session(model: bytes, path: Path, providers: str, intra_op_threads: int) -> ort.InferenceSession:
+    """Create the session from the verified bytes of ``path`` (not re-read from disk);
+    ``session.get_providers()`` (not the available list) says what runs."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(str(path), options, providers=requested_providers(providers))
+        session = ort.InferenceSession(model, options, providers=requested_providers(providers))
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph classes
         raise ArtifactError(f"ONNX Runtime cannot load it: {exc}", field=str(path)) from exc
     if providers == "cuda" and session.get_providers()[0] != CUDA:
@@ -186,9 +187,17 @@ def element_path(field: str, mask: NDArray[np.bool_]) -> str:
 
 
 def load_engine(directory: Path, providers: str = "auto", intra_op_threads: int = 0) -> Engine:
-    """Verify sha256 and schema, open the session, and check the graph's I/O against the manifest."""
-    manifest = verify_artifact(directory)
-    session = open_session(directory / manifest.onnx_file, providers, intra_op_threads)
+    """Verify schema and both digests, open the session on the very bytes hashed, and check the
+    graph's I/O against the manifest."""
+    manifest, model = load_verified(directory)
+    return engine_of(directory, manifest, model, providers, intra_op_threads)
+
+
+def engine_of(
+    directory: Path, manifest: Manifest, model: bytes, providers: str = "auto", intra_op_threads: int = 0
+) -> Engine:
+    """An engine from an already verified manifest and the ONNX bytes it was verified against."""
+    session = open_session(model, directory / manifest.onnx_file, providers, intra_op_threads)
     check_graph_matches(session, manifest, directory)
     return Engine(manifest=manifest, session=session, directory=directory)
 

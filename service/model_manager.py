@@ -4,7 +4,8 @@ A load verifies every version directory of the model off the event loop (sha256,
 Runtime load, graph I/O against the manifest), then swaps the model's whole version map in one
 assignment. Requests holding an old engine finish on it; new ones get the new map. Any failure
 refuses the whole load (LoadRefused, naming file and field) and the previous versions keep serving.
-Unchanged version directories (same file sizes and mtimes) keep their engine and queue.
+Every load re-reads and re-hashes each version's files; a version whose verified manifest equals
+the served one's (so its ONNX bytes hash the same) keeps its engine and queue.
 ``watch`` polls models_dir and applies the same load or unload when a model's files change.
 """
 
@@ -20,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.errors import CandorError
-from calibration.manifest import MANIFEST_FILE
-from service.engine import Engine, load_engine
+from calibration.manifest import MANIFEST_FILE, load_verified
+from service.engine import Engine, engine_of
 from service.errors import LoadRefused, ModelNotFound
 from service.repository import Repository, artifact_directories
 from service.settings import Settings
 
 log = logging.getLogger("candor.models")
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")  # fullmatch: '$' would accept a trailing newline
 Fingerprint = tuple[tuple[str, int, int, int, int], ...]
 
 
@@ -55,7 +56,6 @@ class ModelManager:
             name: model_fingerprint(settings.models_dir, name) for name in repository.models
         }
         self._refused: dict[str, Fingerprint] = {}
-        self._stamps = {str(e.directory): _stamp(e.directory) for e in repository.engines()}
 
     async def load(self, name: str) -> list[str]:
         """(Re)load every version of ``name`` from disk; returns the versions now served (and logs
@@ -65,12 +65,11 @@ class ModelManager:
             fingerprint = model_fingerprint(self.settings.models_dir, name)
             current = self.repository.models.get(name, {})
             try:
-                engines, stamps = await asyncio.to_thread(self._build, name, directories, current)
+                engines = await asyncio.to_thread(self._build, name, directories, current)
             except LoadRefused:
                 self._refused[name] = fingerprint
                 raise
             self.repository.replace(name, engines)
-            self._stamps.update(stamps)
             self._loaded[name] = fingerprint
             self._refused.pop(name, None)
             self._changed()
@@ -89,43 +88,40 @@ class ModelManager:
             return removed
 
     def _directories(self, name: str) -> list[Path]:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise ModelNotFound(f"'{name}' is not a valid model name", field="model_name")
         directories = artifact_directories(self.settings.models_dir, name)
         if not directories:
             raise ModelNotFound(f"no artifact for model '{name}' under {self.settings.models_dir}", field="model_name")
         return directories
 
-    def _build(
-        self, name: str, directories: list[Path], current: dict[str, Engine]
-    ) -> tuple[dict[str, Engine], dict[str, int]]:
-        """Engines for every directory (blocking): unchanged ones reused, the others verified;
-        with the file stamps they were loaded at."""
+    def _build(self, name: str, directories: list[Path], current: dict[str, Engine]) -> dict[str, Engine]:
+        """Engines for every directory (blocking), each verified from disk; an engine whose
+        manifest is unchanged is reused."""
         reusable = {str(e.directory): e for e in current.values()}
         engines: dict[str, Engine] = {}
-        stamps: dict[str, int] = {}
         for directory in directories:
-            key, stamp = str(directory), _stamp(directory)
-            engine = reusable.get(key)
-            if engine is None or self._stamps.get(key) != stamp:
-                engine = self._verified(name, directory)
+            engine = self._verified(name, directory, reusable.get(str(directory)))
             engines[engine.manifest.version] = engine
-            stamps[key] = stamp
-        return engines, stamps
+        return engines
 
-    def _verified(self, name: str, directory: Path) -> Engine:
-        s = self.settings
+    def _verified(self, name: str, directory: Path, served: Engine | None) -> Engine:
+        """Re-hash the artifact; the served engine when its manifest is the same, else a new one."""
+        where = str(directory / MANIFEST_FILE)
         try:
-            engine = load_engine(directory, s.providers, s.intra_op_threads)
+            manifest, model = load_verified(directory)
         except CandorError as exc:
-            raise LoadRefused(f"refused {directory}: {exc}", field=str(directory / MANIFEST_FILE)) from exc
-        m = engine.manifest
-        if m.name != name or m.version != directory.name:
+            raise LoadRefused(f"refused {directory}: {exc}", field=where) from exc
+        if manifest.name != name or manifest.version != directory.name:
             raise LoadRefused(
-                f"manifest says {m.name}/{m.version} but the artifact is in {directory}",
-                field=str(directory / MANIFEST_FILE),
+                f"manifest says {manifest.name}/{manifest.version} but the artifact is in {directory}", field=where
             )
-        return engine
+        if served is not None and served.manifest == manifest:
+            return served
+        try:
+            return engine_of(directory, manifest, model, self.settings.providers, self.settings.intra_op_threads)
+        except CandorError as exc:
+            raise LoadRefused(f"refused {directory}: {exc}", field=where) from exc
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -170,11 +166,6 @@ class ModelManager:
         while True:
             await asyncio.sleep(interval_s)
             await self.sync()
-
-
-def _stamp(directory: Path) -> int:
-    """Newest mtime (ns) of the directory's files: a reload rebuilds engines changed since."""
-    return max((p.stat().st_mtime_ns for p in directory.iterdir() if p.is_file()), default=0)
 
 
 def model_fingerprint(models_dir: Path, name: str) -> Fingerprint:

@@ -1,7 +1,8 @@
 """Bearer-token checks: admin endpoints (feedback, repository) always, inference when configured.
 
 The token comes from settings (``CANDOR_AUTH_TOKEN``, a SecretStr: never logged nor echoed) and is
-compared in constant time. Without a configured token every endpoint is open.
+compared in constant time. Without a configured token every endpoint is open (settings refuse an
+empty or blank token, and ``auth_required`` refuses none at all); an empty bearer never passes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def check_bearer(settings: Settings, token: str | None) -> None:
     if expected is None:
         return
     given = b"" if token is None else token.encode()
-    if not hmac.compare_digest(given, expected.get_secret_value().encode()):
+    if not given or not hmac.compare_digest(given, expected.get_secret_value().encode()):
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required", field="Authorization")
 
 

@@ -60,7 +60,12 @@ class Settings(BaseSettings):
     watch_interval_s: float = Field(default=2.0, gt=0, description="polling interval of watch_models")
     # security (service/security.py)
     auth_token: SecretStr | None = Field(
-        default=None, description="bearer token for feedback and repository endpoints (never logged)"
+        default=None,
+        description="bearer token for feedback and repository endpoints (never logged); unset: those "
+        "endpoints are open; empty or blank: refused at start-up",
+    )
+    auth_required: bool = Field(
+        default=False, description="refuse to start without auth_token (the compose and Kubernetes configs set it)"
     )
     auth_inference: bool = Field(default=False, description="require the token for inference too")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins; empty: CORS off")
@@ -109,6 +114,22 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("sqlite:///", "redis://", "rediss://")):
             raise ValueError("must start with sqlite:/// (then an absolute path), redis:// or rediss://")
         return url
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_is_not_blank(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError(
+                "is empty or blank, which would leave the admin endpoints open: set a token "
+                "(e.g. openssl rand -hex 32) or unset the variable"
+            )
+        return token
+
+    @model_validator(mode="after")
+    def _token_when_required(self) -> Settings:
+        if self.auth_required and self.auth_token is None:
+            raise ValueError("CANDOR_AUTH_REQUIRED is true but CANDOR_AUTH_TOKEN is not set")
+        return self
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> Settings:

@@ -122,7 +122,8 @@ def check_name_and_version(name: str, version: str) -> None:
 
 
 def publish_artifact(graph: onnx.ModelProto, fields: dict[str, Any], target: Path) -> Path:
-    """Write model.onnx and manifest.json (sha256 filled in) to a staging dir, then rename into place."""
+    """Write model.onnx and manifest.json (onnx_sha256 filled in, sealed with manifest_sha256 by
+    write_manifest) to a staging dir, then rename into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:

@@ -49,11 +49,12 @@ def probabilities_before_after(artifact: Path, manifest: Manifest, raw: np.ndarr
     """
     from service.engine import Engine, open_session
 
-    graph = onnx.load(str(artifact / manifest.onnx_file))
+    model = (artifact / manifest.onnx_file).read_bytes()
+    graph = onnx.load_from_string(model)
     logits_name = {p.key: p.value for p in graph.metadata_props}.get(LOGITS_KEY)
     if logits_name is None:
         raise TrainingError(f"{artifact}: the graph does not record its logits tensor; re-export it")
-    engine = Engine(manifest, open_session(artifact / manifest.onnx_file, "cpu", 0), artifact)
+    engine = Engine(manifest, open_session(model, artifact / manifest.onnx_file, "cpu", 0), artifact)
     x = engine.preprocess(raw.astype(np.float64), "instances")
     graph.graph.output.append(onnx.helper.make_tensor_value_info(logits_name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])

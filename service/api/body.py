@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,9 @@ from numpy.typing import NDArray
 from starlette.requests import ClientDisconnect
 
 from service.errors import BadRequest, PayloadTooLarge
+
+NUMBER_TYPES = frozenset({int, float})
+JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
@@ -50,25 +54,65 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
 
 
 def _parse_lenient(body: bytes, original: Exception) -> Any:
-    """Re-parse with the stdlib (which accepts NaN/Infinity) only to name non-finite values later."""
+    """Re-parse with the stdlib (which accepts NaN/Infinity) only to name non-finite values later.
+    Too deep a nesting (RecursionError) or too long an integer (ValueError) is a 400 like any
+    other invalid JSON."""
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RecursionError as exc:
+        raise BadRequest("body is not valid JSON: nested too deeply", field="body") from exc
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an int past int_max_str_digits
         raise BadRequest(f"body is not valid JSON: {original}", field="body") from original
 
 
-def numeric_array(value: Any, field: str, max_items: int) -> NDArray[np.float64]:
-    """A non-empty rectangular numeric array of at most ``max_items`` rows (JSON numbers only)."""
+def may_hold_booleans(body: bytes) -> bool:
+    """False when no JSON true / false literal can be in the body (a byte search, fast)."""
+    return b"true" in body or b"false" in body
+
+
+def numeric_array(value: Any, field: str, max_items: int, booleans: bool = True) -> NDArray[np.float64]:
+    """A non-empty rectangular numeric array of at most ``max_items`` rows (JSON numbers only).
+    ``booleans``: whether true / false may be among the values (see ``may_hold_booleans``)."""
     if not isinstance(value, list):
         raise BadRequest(f"must be a list of instances, got {type(value).__name__}", field=field)
     if not value:
         raise BadRequest("must contain at least one instance", field=field)
     if len(value) > max_items:
         raise BadRequest(f"{len(value)} instances exceed the limit of {max_items} per request", field=field)
+    return numbers_array(value, field, booleans)
+
+
+def numbers_array(value: list[Any], field: str, booleans: bool = True) -> NDArray[np.float64]:
+    """Equally shaped nested lists of JSON numbers as float64; strings, booleans, null and
+    integers beyond float64 are refused, naming the first such element."""
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError) as exc:
+        array = np.asarray(value)  # numpy's own type discovery: numbers give kind i, u or f
+    except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequest(
             f"instances must be equally shaped nested lists of numbers ({str(exc).splitlines()[0]})", field=field
         ) from exc
-    return array
+    if array.dtype.kind not in "iuf" or booleans:  # bools mixed with numbers become numbers
+        reject_non_numbers(value, field)
+    if array.dtype.kind not in "iuf":  # only integers past 64 bits are left to make an object array
+        raise BadRequest("holds an integer beyond the range of a 64-bit number", field=field)
+    return array.astype(np.float64, copy=False)
+
+
+def reject_non_numbers(value: list[Any], field: str) -> None:
+    """BadRequest naming the first element of nested lists that is not a JSON number (a bool is
+    not one here). Iterative, so any depth; each row of numbers costs one C-level pass."""
+    stack: list[tuple[str, Iterator[tuple[int, Any]]]] = [(field, enumerate(value))]
+    while stack:
+        path, items = stack[-1]
+        for i, item in items:
+            if type(item) in NUMBER_TYPES:
+                continue
+            if not isinstance(item, list):
+                raise BadRequest(
+                    f"must be a number, got {JSON_TYPES.get(type(item), 'an object')}", field=f"{path}[{i}]"
+                )
+            if not set(map(type, item)) <= NUMBER_TYPES:
+                stack.append((f"{path}[{i}]", enumerate(item)))
+                break
+        else:
+            stack.pop()

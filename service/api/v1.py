@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from calibration.manifest import Manifest
-from service.api.body import decode_json_object, numeric_array, read_limited_body
+from service.api.body import decode_json_object, may_hold_booleans, numeric_array, read_limited_body
 from service.api.deps import repository_of, settings_of
 from service.api.openapi import DocumentedRoute, operation
 from service.engine import Served
@@ -70,10 +70,11 @@ async def predict(request: Request) -> Response:
     check_inference_token(request, settings)
     engine = repository_of(request).get(request.path_params["model_name"])
     with engine.arriving():
-        body = decode_json_object(await read_limited_body(request, settings.max_body_bytes))
+        data = await read_limited_body(request, settings.max_body_bytes)
+        body = decode_json_object(data)
         if "instances" not in body:
             raise BadRequest("is required (a list of instances)", field="instances")
-        raw = numeric_array(body["instances"], "instances", settings.max_instances)
+        raw = numeric_array(body["instances"], "instances", settings.max_instances, may_hold_booleans(data))
         batch = engine.preprocess(raw, "instances")
     served = await engine.infer(batch)  # recorded (durably) before it returns
     return Response(predict_response(engine.manifest, served), media_type="application/json")

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.api.body import read_limited_body
+from service.api.body import may_hold_booleans, read_limited_body
 from service.api.deps import RepositoryDep, repository_of, settings_of
 from service.api.openapi import DocumentedRoute, error_responses, operation
 from service.api.v2_schemas import (
@@ -111,7 +111,7 @@ async def answer_infer(request: Request, version: str | None) -> Response:
     with engine.arriving():
         body = await read_limited_body(request, settings.max_body_bytes)
         header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
-        parsed = parse_infer_request(header, binary, m.input.name, settings.max_instances)
+        parsed = parse_infer_request(header, binary, m.input.name, settings.max_instances, may_hold_booleans(body))
         batch = engine.preprocess(parsed.input, "inputs[0].data")
     served = await engine.infer(batch)
     meta: dict[str, Any] = {"model_name": m.name, "model_version": m.version}

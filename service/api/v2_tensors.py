@@ -16,12 +16,13 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from service.api.body import decode_json_object
+from service.api.body import decode_json_object, numbers_array
 from service.errors import BadRequest
 
 INPUT_DTYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 OUTPUTS = ("probabilities", "label", "confidence", "prediction_id")
 HEADER_LENGTH = "inference-header-content-length"
+MAX_DIMS = 32  # numpy holds at most 64; no model input needs more than a handful
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     """The JSON header (whole body without the extension header) and the binary section."""
     if header_length is None:
         return decode_json_object(body), b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
         raise BadRequest(
             f"Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body",
             field="Inference-Header-Content-Length",
@@ -54,8 +55,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     return decode_json_object(body[:cut]), body[cut:]
 
 
-def parse_infer_request(header: dict[str, Any], binary: bytes, input_name: str, max_instances: int) -> InferRequest:
-    """Validate the header against the protocol and our model's single input."""
+def parse_infer_request(
+    header: dict[str, Any], binary: bytes, input_name: str, max_instances: int, booleans: bool = True
+) -> InferRequest:
+    """Validate the header against the protocol and our model's single input (``booleans``: whether
+    JSON true / false may be among the data, service.api.body.may_hold_booleans)."""
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("must be a string", field="id")
@@ -63,12 +67,14 @@ def parse_infer_request(header: dict[str, Any], binary: bytes, input_name: str, 
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         raise BadRequest(f"must be a list holding exactly one input tensor named '{input_name}'", field="inputs")
-    tensor = read_input(_object(inputs[0], "inputs[0]"), binary, input_name, max_instances)
-    outputs = requested_outputs(header.get("outputs"), bool(params.get("binary_data_output", False)))
+    tensor = read_input(_object(inputs[0], "inputs[0]"), binary, input_name, max_instances, booleans)
+    outputs = requested_outputs(header.get("outputs"), _flag(params, "binary_data_output", False, "parameters"))
     return InferRequest(request_id, tensor, outputs)
 
 
-def read_input(spec: dict[str, Any], binary: bytes, input_name: str, max_instances: int) -> NDArray[np.float64]:
+def read_input(
+    spec: dict[str, Any], binary: bytes, input_name: str, max_instances: int, booleans: bool = True
+) -> NDArray[np.float64]:
     """The input tensor as float64 of its declared shape, from ``data`` or the binary section."""
     field = "inputs[0]"
     if spec.get("name") != input_name:
@@ -90,7 +96,7 @@ def read_input(spec: dict[str, Any], binary: bytes, input_name: str, max_instanc
                 f"{len(binary)} bytes follow the header but no input announces binary_data_size",
                 field=f"{field}.parameters.binary_data_size",
             )
-        flat = _json_values(spec.get("data"), dtype, shape, f"{field}.data")
+        flat = _json_values(spec.get("data"), dtype, shape, f"{field}.data", booleans)
     return flat.reshape(shape).astype(np.float64, copy=False)
 
 
@@ -98,10 +104,10 @@ def _shape(value: Any, field: str, max_instances: int) -> tuple[int, ...]:
     """A shape [N, ...] of positive ints with N within the per-request limit."""
     if (
         not isinstance(value, list)
-        or len(value) < 2
+        or not 2 <= len(value) <= MAX_DIMS
         or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value)
     ):
-        raise BadRequest("must be a list of at least two positive integers [N, ...]", field=field)
+        raise BadRequest(f"must be a list of 2 to {MAX_DIMS} positive integers [N, ...]", field=field)
     if value[0] > max_instances:
         raise BadRequest(
             f"{value[0]} instances exceed the limit of {max_instances} per request (max_instances)", field=field
@@ -122,14 +128,11 @@ def _binary_values(size: Any, binary: bytes, dtype: np.dtype[Any], shape: tuple[
     return np.frombuffer(binary, dtype=dtype)
 
 
-def _json_values(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], field: str) -> NDArray[Any]:
+def _json_values(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], field: str, booleans: bool) -> NDArray[Any]:
     """Flat (or nested, row-major) JSON numbers, as many as the shape holds."""
     if not isinstance(data, list):
         raise BadRequest("must be a list of numbers (or send the tensor as binary data)", field=field)
-    try:
-        flat = np.asarray(data, dtype=np.float64).reshape(-1)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(f"must hold numbers only ({str(exc).splitlines()[0]})", field=field) from exc
+    flat = numbers_array(data, field, booleans).reshape(-1)
     if flat.size != math.prod(shape):
         raise BadRequest(f"holds {flat.size} values but shape {list(shape)} needs {math.prod(shape)}", field=field)
     if dtype == np.uint8 and flat.size and (flat.min() < 0 or flat.max() > 255 or (flat % 1).any()):
@@ -150,14 +153,22 @@ def requested_outputs(value: Any, binary_default: bool) -> tuple[RequestedOutput
             raise BadRequest(
                 f"unknown output {spec.get('name')!r}; outputs are {list(OUTPUTS)}", field=f"outputs[{i}].name"
             )
-        flag = _parameters(spec, f"outputs[{i}].parameters").get("binary_data", binary_default)
-        chosen.append(RequestedOutput(str(spec["name"]), bool(flag)))
+        flag = _flag(_parameters(spec, f"outputs[{i}].parameters"), "binary_data", binary_default, f"outputs[{i}]")
+        chosen.append(RequestedOutput(str(spec["name"]), flag))
     return tuple(chosen)
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"must be a JSON object, got {type(value).__name__}", field=field)
+    return value
+
+
+def _flag(params: dict[str, Any], name: str, default: bool, field: str) -> bool:
+    """A boolean parameter: JSON true or false only (never "no" read as true)."""
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"must be true or false, got {value!r:.40}", field=f"{field}.parameters.{name}")
     return value
 
 

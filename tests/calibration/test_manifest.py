@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +15,15 @@ from calibration.manifest import (
     MANIFEST_FILE,
     Manifest,
     load_manifest,
+    manifest_digest,
     manifest_json_schema,
     verify_artifact,
     write_manifest,
 )
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "models" / "manifest.schema.json"
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = REPO / "models" / "manifest.schema.json"
+BUNDLED = REPO / "models" / "fashion-mnist-cnn" / "1"
 
 
 def test_committed_schema_is_current() -> None:
@@ -83,8 +89,116 @@ def test_missing_and_malformed_manifest(tmp_path: Path) -> None:
 
 
 def _copy_artifact(source: Path, tmp_path: Path) -> Path:
-    import shutil
-
     target = tmp_path / "artifact"
     shutil.copytree(source, target)
     return target
+
+
+def _reseal(directory: Path, edit) -> None:
+    """Edit the manifest and update its manifest_sha256, as a writer of the models dir could."""
+
+    def edit_and_seal(raw: dict) -> None:
+        edit(raw)
+        raw["manifest_sha256"] = manifest_digest(raw)
+
+    _rewrite(directory, edit_and_seal)
+
+
+def _swap_first_classes(raw: dict) -> None:
+    raw["classes"][0], raw["classes"][1] = raw["classes"][1], raw["classes"][0]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _swap_first_classes,
+        lambda m: m["preprocessing"].update(scale=1.0),
+        lambda m: m["preprocessing"].update(input_range=[-1e9, 1e9]),
+        lambda m: m["calibration"].update(temperature=m["calibration"]["temperature"] * 2),
+        lambda m: m.update(manifest_sha256="0" * 64),
+    ],
+    ids=["swap-classes", "scale", "input-range", "temperature", "digest"],
+)
+def test_a_manifest_edited_after_export_is_refused(digits_artifact, tmp_path: Path, edit) -> None:
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    _rewrite(copy, edit)
+    with pytest.raises(ManifestError) as info:
+        verify_artifact(copy)
+    assert info.value.field == "manifest_sha256" and str(copy / MANIFEST_FILE) in str(info.value)
+
+
+def test_the_digest_ignores_formatting_and_key_order(digits_artifact, tmp_path: Path) -> None:
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    raw = json.loads((copy / MANIFEST_FILE).read_text())
+    (copy / MANIFEST_FILE).write_text(json.dumps(dict(reversed(list(raw.items())))))
+    assert verify_artifact(copy) == load_manifest(digits_artifact.artifact_dir)
+
+
+def test_an_unsealed_manifest_is_served_with_a_warning(
+    digits_artifact, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Artifacts exported before manifest_sha256 existed keep loading; the log says how to seal."""
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    _rewrite(copy, lambda m: m.pop("manifest_sha256"))
+    with caplog.at_level(logging.WARNING, logger="candor.manifest"):
+        manifest = verify_artifact(copy)
+    assert manifest.manifest_sha256 is None
+    assert any("manifest_sha256" in r.getMessage() and "re-export" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "onnx_file",
+    ["../outside.onnx", "../../outside/x.onnx", "sub/model.onnx", "ABSOLUTE", "model.onnx\n", ".onnx", "model.txt"],
+)
+def test_onnx_file_is_a_plain_name_in_the_version_directory(digits_artifact, tmp_path: Path, onnx_file: str) -> None:
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    outside = tmp_path / "outside.onnx"
+    shutil.copy(copy / "model.onnx", outside)
+    value = str(outside) if onnx_file == "ABSOLUTE" else onnx_file
+    _reseal(copy, lambda m: m.update(onnx_file=value))
+    with pytest.raises(ManifestError) as info:
+        verify_artifact(copy)
+    assert info.value.field == "onnx_file"
+
+
+@pytest.mark.parametrize("target", ["model.onnx", MANIFEST_FILE])
+def test_symlinks_are_refused_even_to_identical_bytes(digits_artifact, tmp_path: Path, target: str) -> None:
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    outside = tmp_path / f"outside-{target}"
+    (copy / target).rename(outside)
+    (copy / target).symlink_to(outside)
+    with pytest.raises(ManifestError, match="symlink") as info:
+        verify_artifact(copy)
+    assert info.value.field == ("onnx_file" if target == "model.onnx" else "-")
+
+
+def test_an_absolute_onnx_file_is_no_oracle_for_the_digest_of_other_files(digits_artifact, tmp_path: Path) -> None:
+    """Pointing onnx_file at any readable file must not reveal that file's sha256."""
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    secret = tmp_path / "secret.onnx"
+    secret.write_bytes(b"not part of any artifact")
+    _reseal(copy, lambda m: m.update(onnx_file=str(secret)))
+    with pytest.raises(ManifestError) as info:
+        verify_artifact(copy)
+    assert hashlib.sha256(secret.read_bytes()).hexdigest() not in str(info.value)
+    assert "not part of any artifact" not in str(info.value)
+
+
+def test_a_tampered_onnx_error_does_not_echo_its_digest(digits_artifact, tmp_path: Path) -> None:
+    copy = _copy_artifact(digits_artifact.artifact_dir, tmp_path)
+    (copy / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(ManifestError) as info:
+        verify_artifact(copy)
+    assert info.value.field == "onnx_sha256" and hashlib.sha256(b"tampered").hexdigest() not in str(info.value)
+
+
+def test_the_bundled_artifact_is_sealed() -> None:
+    raw = json.loads((BUNDLED / MANIFEST_FILE).read_text())
+    assert raw["manifest_sha256"] == manifest_digest(raw)
+    assert verify_artifact(BUNDLED).manifest_sha256 == raw["manifest_sha256"]
+
+
+def test_every_export_seals_its_manifest(digits_artifact) -> None:
+    """training's publish_artifact writes through write_manifest, which sets manifest_sha256."""
+    raw = json.loads((digits_artifact.artifact_dir / MANIFEST_FILE).read_text())
+    assert raw["manifest_sha256"] == manifest_digest(raw)

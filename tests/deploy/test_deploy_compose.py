@@ -31,15 +31,15 @@ PROFILES = {"default": [], "gpu": ["--profile", "gpu"]}
 CANDOR_PORT = 8000
 
 
-def compose(*args: str, file: Path = COMPOSE_FILE) -> Any:
-    return run(
-        compose_binary(),
-        "-f",
-        file,
-        *args,
-        cwd=file.parent,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(file.parent)},
-    )
+TOKEN = "compose-test-token"
+
+
+def compose(*args: str, file: Path = COMPOSE_FILE, token: str | None = TOKEN) -> Any:
+    """Run the compose binary with a clean environment (CANDOR_AUTH_TOKEN set unless ``token`` is None)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(file.parent)}
+    if token is not None:
+        env["CANDOR_AUTH_TOKEN"] = token
+    return run(compose_binary(), "-f", file, *args, cwd=file.parent, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,18 @@ def test_the_compose_binary_rejects_a_broken_file(tmp_path: Path) -> None:
     )
     result = compose("config", "--quiet", file=broken)
     assert result.returncode != 0 and "condition" in result.stderr
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["unset", "empty"])
+def test_compose_refuses_to_run_without_an_auth_token(token: str | None) -> None:
+    result = compose("config", "--quiet", token=token)
+    assert result.returncode != 0 and "CANDOR_AUTH_TOKEN" in result.stderr
+
+
+def test_every_replica_gets_the_token_and_requires_it(rendered: dict[str, dict[str, Any]]) -> None:
+    for name, service in candor_services(rendered["gpu"]).items():
+        env = service["environment"]
+        assert env["CANDOR_AUTH_TOKEN"] == TOKEN and env["CANDOR_AUTH_REQUIRED"] == "true", name
 
 
 def test_services_per_profile(rendered: dict[str, dict[str, Any]]) -> None:

@@ -125,10 +125,17 @@ def test_settings_come_from_the_configmap_and_are_the_service_settings() -> None
     assert set(settings) <= setting_variables()
     assert {e["name"] for e in c["env"]} <= setting_variables()
     (token,) = c["env"]
-    assert token["name"] == "CANDOR_AUTH_TOKEN" and token["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert token["name"] == "CANDOR_AUTH_TOKEN"
     (port,) = c["ports"]
     assert str(port["containerPort"]) == settings["CANDOR_PORT"]
     assert settings["CANDOR_HOST"] == "0.0.0.0"
+
+
+def test_the_pod_never_runs_without_the_auth_secret() -> None:
+    """A missing Secret stops the pod (not optional) and the settings refuse a start without a token."""
+    (token,) = container(one("Deployment"))["env"]
+    assert token["valueFrom"]["secretKeyRef"].get("optional", False) is False
+    assert one("ConfigMap", "candor-settings")["data"]["CANDOR_AUTH_REQUIRED"] == "true"
 
 
 def test_the_store_url_names_the_redis_service() -> None:

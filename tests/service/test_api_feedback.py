@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from model_copies import edit_manifest
 
 from service.app import create_app
 from service.errors import BadRequest
@@ -31,10 +31,7 @@ def named_models(digits_artifact, tmp_path_factory: pytest.TempPathFactory) -> P
     """The digits artifact with classes named zero..nine, so names and indices differ."""
     models = tmp_path_factory.mktemp("named") / "models"
     shutil.copytree(digits_artifact.models_dir, models)
-    path = models / "digits-cnn" / "1" / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["classes"] = NAMES
-    path.write_text(json.dumps(manifest))
+    edit_manifest(models / "digits-cnn" / "1", lambda m: m.update(classes=NAMES))  # resealed, as an export would
     return models
 
 

@@ -63,7 +63,7 @@ zeros = np.zeros((8, 8)).tolist()
         (_instances([np.zeros((7, 8)).tolist()]), "instances", "shape [1, 8, 8] or [8, 8]"),
         (_instances([np.zeros(64).tolist()]), "instances", "shape"),
         (_instances([zeros, np.zeros((8, 7)).tolist()]), "instances", "equally shaped"),
-        (_instances([[["a"] * 8] * 8]), "instances", "numbers"),
+        (_instances([[["a"] * 8] * 8]), "instances[0][0][0]", "must be a number, got a string"),
         (_instances("not a list"), "instances", "list of instances"),
         (_instances([]), "instances", "at least one"),
         (json.dumps({"inputs": [zeros]}), "instances", "is required"),

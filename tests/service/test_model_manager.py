@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -188,3 +189,36 @@ def test_each_successful_load_and_unload_logs_one_info_line(models: Path, caplog
         ("INFO", "candor: unloaded digits-cnn versions 1, 2, 3"),
     ]
     assert [level for level, _ in lines] == ["INFO", "INFO", "ERROR", "INFO"]
+
+
+def test_a_load_rehashes_an_onnx_file_tampered_with_the_same_size_and_mtime(models: Path) -> None:
+    """Size and mtime say nothing about content: the load call re-hashes and refuses it."""
+    manager = manager_for(models)
+    old = manager.repository.get(MODEL)
+    onnx = models / MODEL / "1" / "model.onnx"
+    before = onnx.stat()
+    data = bytearray(onnx.read_bytes())
+    data[-1] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    os.utime(onnx, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (onnx.stat().st_size, onnx.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(LoadRefused, match="onnx_sha256"):
+        asyncio.run(manager.load(MODEL))
+    assert manager.repository.get(MODEL) is old
+
+
+def test_an_unchanged_version_keeps_its_engine_after_a_rehash(models: Path) -> None:
+    manager = manager_for(models)
+    old = manager.repository.get(MODEL)
+    asyncio.run(manager.load(MODEL))
+    assert manager.repository.get(MODEL) is old
+
+
+def test_watch_refuses_a_manifest_edited_alone_and_says_so(models: Path, caplog: pytest.LogCaptureFixture) -> None:
+    manager = manager_for(models)
+    classes = manager.repository.get(MODEL).manifest.classes
+    BREAKERS["manifest_digest"](models / MODEL / "1")
+    with caplog.at_level(logging.ERROR, logger="candor.models"):
+        asyncio.run(manager.sync())
+    assert any("manifest_sha256" in r.getMessage() for r in caplog.records)
+    assert manager.repository.get(MODEL).manifest.classes == classes

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from model_copies import BREAKERS, copy_version
+from model_copies import BREAKERS, copy_version, edit_manifest
 
 from service.app import create_app
 from service.settings import Settings
@@ -97,3 +98,16 @@ def test_predictions_of_a_version_loaded_later_are_stored_for_the_label_join(mod
         assert client.post("/v1/feedback", json={"labels": labels}).json()["accepted"] == 3
         status = client.get(f"/v1/models/{MODEL}/calibration", params={"version": "2"}).json()
         assert status["predictions_since_start"] >= 3
+
+
+def test_a_refused_load_never_echoes_the_digest_of_a_file_outside_the_artifact(
+    client: TestClient, models: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "elsewhere.onnx"
+    secret.write_bytes(b"any readable file on the server")
+    target = copy_version(models, models, MODEL, "1", "2")
+    edit_manifest(target, lambda m: m.update(onnx_file=str(secret)))
+    response = client.post(f"/v2/repository/models/{MODEL}/load")
+    assert response.status_code == 400 and response.json()["field"].endswith("2/manifest.json")
+    assert hashlib.sha256(secret.read_bytes()).hexdigest() not in response.text
+    assert served_version(client) == "1"

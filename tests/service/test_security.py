@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr, ValidationError
 
 from service.app import create_app
+from service.cli import load_settings
+from service.errors import ServiceError, Unauthorized
+from service.security import check_bearer
 from service.settings import Settings
 
 TOKEN = "s3cret-token-value"
@@ -75,6 +79,34 @@ def test_health_metadata_and_metrics_stay_open(secured) -> None:
 def test_the_token_is_a_secret_never_shown_in_settings() -> None:
     settings = Settings(auth_token=TOKEN)
     assert TOKEN not in repr(settings) and TOKEN not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_an_empty_or_blank_token_stops_start_up_with_one_line(monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    """CANDOR_AUTH_TOKEN="" (e.g. an empty Secret) must not turn authentication off."""
+    with pytest.raises(ValidationError, match="auth_token"):
+        Settings(auth_token=blank)
+    monkeypatch.setenv("CANDOR_AUTH_TOKEN", blank)
+    with pytest.raises(ServiceError) as info:
+        load_settings({})
+    assert "CANDOR_AUTH_TOKEN" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_auth_required_refuses_to_start_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANDOR_AUTH_REQUIRED", "true")
+    monkeypatch.delenv("CANDOR_AUTH_TOKEN", raising=False)
+    with pytest.raises(ServiceError, match="CANDOR_AUTH_TOKEN is not set"):
+        load_settings({})
+    monkeypatch.setenv("CANDOR_AUTH_TOKEN", TOKEN)
+    assert load_settings({}).auth_token == SecretStr(TOKEN)
+
+
+@pytest.mark.parametrize("given", [None, ""])
+def test_an_empty_bearer_never_matches_even_an_empty_configured_token(given: str | None) -> None:
+    """Defence in depth behind the settings check (model_construct skips validation)."""
+    settings = Settings.model_construct(auth_token=SecretStr(""), auth_inference=False)
+    with pytest.raises(Unauthorized):
+        check_bearer(settings, given)
 
 
 def test_cors_is_off_by_default_and_on_for_configured_origins(client: TestClient, digits_artifact) -> None:
