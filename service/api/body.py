@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,17 +12,27 @@ from fastapi import Request
 from numpy.typing import NDArray
 from starlette.requests import ClientDisconnect
 
-from service.errors import BadRequest, PayloadTooLarge
+from service.errors import BadRequest, BodyTimeout, PayloadTooLarge
 
 
-async def read_limited_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes (header or stream).
-
-    Reads the ASGI messages directly (``request.stream()`` is an async generator, which the event
-    loop registers in a WeakSet on every request: 6% of the loop's time under load)."""
+async def read_limited_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes (header or stream),
+    and with 408 (BodyTimeout) when it has not fully arrived ``timeout_s`` seconds from now."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes", field="body")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await receive_body(request, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"body did not arrive within {timeout_s:g} s", field="body") from None
+
+
+async def receive_body(request: Request, limit: int) -> bytes:
+    """Read the ASGI body messages up to ``limit`` bytes; ClientDisconnect if the client leaves.
+
+    Reads the ASGI messages directly (``request.stream()`` is an async generator, which the event
+    loop registers in a WeakSet on every request: 6% of the loop's time under load)."""
     chunks, size = [], 0
     while True:
         message = await request.receive()
