@@ -88,3 +88,15 @@ def test_a_client_gone_mid_body_is_counted_as_499_without_an_answer_or_a_traceba
     assert registry.get_sample_value("candor_http_requests_total", {**labels, "status": "499"}) == 1.0
     assert registry.get_sample_value("candor_http_requests_total", {**labels, "status": "500"}) is None
     assert sent == [] and not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_cancel_from_elsewhere_while_the_body_arrives_is_not_taken_for_a_timeout() -> None:
+    async def main() -> None:
+        request = Request(post_scope("/", 100), receive_of([part(b"{")]))
+        reading = asyncio.create_task(read_limited_body(request, 1024, timeout_s=30.0))
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+
+    asyncio.run(main())
