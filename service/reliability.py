@@ -15,8 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
 from calibration.binning import BinStatistics
 from calibration.plots import figure_png, plot_reliability
 from service.errors import Unavailable
@@ -24,6 +22,7 @@ from service.monitor import Monitor
 from service.monitor.state import reference_statistics
 
 ModelKey = tuple[str, str]
+State = tuple[bytes, ...]
 MAX_WAITING_RENDERS = 4  # distinct window states queued for the render thread; beyond: 503
 
 
@@ -35,21 +34,15 @@ class Diagram:
     reference: BinStatistics | None
     title: str
 
-    def state(self) -> bytes:
-        """The diagram's content as bytes: equal states draw equal PNGs."""
-        parts = [self.title.encode(), *bin_state(self.window)]
-        if self.reference is not None:
-            parts += bin_state(self.reference)
-        return b"\0".join(parts)
+    def state(self) -> State:
+        """The diagram's content: equal states draw equal PNGs."""
+        reference = () if self.reference is None else bin_state(self.reference)
+        return (self.title.encode(), *bin_state(self.window), *reference)
 
 
-def bin_state(stats: BinStatistics) -> list[bytes]:
+def bin_state(stats: BinStatistics) -> State:
     """Per-bin counts and sums of ``stats`` as bytes."""
-    return [
-        np.int64(stats.n_bins).tobytes(),
-        stats.counts.tobytes(),
-        *(stats.confidence_sums.tobytes(), stats.correct_sums.tobytes()),
-    ]
+    return (stats.counts.tobytes(), stats.confidence_sums.tobytes(), stats.correct_sums.tobytes())
 
 
 def render_png(diagram: Diagram) -> bytes:
@@ -72,8 +65,8 @@ class ReliabilityRenderer:
         self._render = render
         self.max_waiting = max_waiting
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-render")
-        self._cache: dict[ModelKey, tuple[bytes, bytes]] = {}  # model version -> (state, png)
-        self._rendering: dict[tuple[ModelKey, bytes], asyncio.Future[bytes]] = {}
+        self._cache: dict[ModelKey, tuple[State, bytes]] = {}  # model version -> (state, png)
+        self._rendering: dict[tuple[ModelKey, State], asyncio.Future[bytes]] = {}
 
     async def png(self, monitor: Monitor, model: str, version: str) -> bytes:
         """The PNG of the window as it is now: from the cache when its state has not changed,
@@ -87,7 +80,7 @@ class ReliabilityRenderer:
         future = self._rendering.get(key) or self._start(key, diagram)
         return await asyncio.shield(future)  # a waiter that goes away leaves the render to the rest
 
-    def _start(self, key: tuple[ModelKey, bytes], diagram: Diagram) -> asyncio.Future[bytes]:
+    def _start(self, key: tuple[ModelKey, State], diagram: Diagram) -> asyncio.Future[bytes]:
         """Queue a render for the render thread, or refuse (503) when ``max_waiting`` are queued."""
         if len(self._rendering) > self.max_waiting:  # one rendering, max_waiting waiting
             raise Unavailable(
@@ -98,7 +91,7 @@ class ReliabilityRenderer:
         future.add_done_callback(lambda done: self._finish(key, done))
         return future
 
-    def _finish(self, key: tuple[ModelKey, bytes], done: asyncio.Future[bytes]) -> None:
+    def _finish(self, key: tuple[ModelKey, State], done: asyncio.Future[bytes]) -> None:
         """A render ended: cache its PNG as the model version's latest."""
         del self._rendering[key]
         if not done.cancelled() and done.exception() is None:
