@@ -20,6 +20,7 @@ from service.errors import ServiceError
 from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from service.model_manager import ModelManager, watching
 from service.monitoring import install_monitor_error_handler, open_monitoring
+from service.reliability import ReliabilityRenderer
 from service.repository import Repository, load_from_settings
 from service.security import AdminAuth, install_cors
 from service.settings import Settings
@@ -53,9 +54,13 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
         async with open_monitoring(settings, app.state.repository, registry) as monitoring:
             app.state.monitoring = monitoring
             app.state.model_manager = ModelManager(app.state.repository, settings, monitoring.register)
-            async with watching(app.state.model_manager, settings):
-                yield
-            await app.state.repository.drain()  # queued requests finish before the monitor flushes
+            app.state.reliability = renderer = ReliabilityRenderer()
+            try:
+                async with watching(app.state.model_manager, settings):
+                    yield
+                await app.state.repository.drain()  # queued requests finish before the monitor flushes
+            finally:
+                renderer.close()
 
     app = CandorApp(
         title="Candor",

@@ -10,8 +10,8 @@ waits up to ``max_queue_delay_s`` only while more rows are expected: announced r
 (``arriving``) still being read and parsed, or fewer rows queued than the previous call took (its
 clients are coming back), so a lone first request does not leave the rest for the next call.
 The queue holds at most ``max_queue_size`` rows, counting batches taken into the job that have not
-started and one row for each request still being parsed: beyond it, QueueFull (503), before the
-body is read.
+started: beyond it, QueueFull (503). A request still being read and parsed holds no place (a client
+trickling its body must not keep others out); a full queue refuses it before its body is read.
 Every request has a deadline: past it, DeadlineExceeded (503) and its rows are skipped if not run.
 """
 
@@ -112,8 +112,9 @@ class Batcher(Generic[Out]):
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
-        """Announce a request being read and parsed, so an idle worker may wait for it briefly.
-        A full queue refuses it here, before its body is read (503 stays cheap under overload)."""
+        """Announce a request being read and parsed, so an idle worker may wait for it briefly
+        (it holds no place in the queue). A full queue refuses it here, before its body is read
+        (503 stays cheap under overload)."""
         self.admit(1)
         self._arriving += 1
         try:
@@ -141,15 +142,13 @@ class Batcher(Generic[Out]):
             timer.cancel()
 
     def admit(self, n: int) -> None:
-        """Refuse (QueueFull) a request whose ``n`` rows do not fit in the bounded queue; each
-        request still being read and parsed holds one place, so that under overload the surplus
-        is refused before its body is read, not after."""
+        """Refuse (QueueFull) a request whose ``n`` rows do not fit beside the rows queued;
+        requests still being read and parsed are not counted (they may never complete)."""
         c = self.config
-        if self.queued_rows + self._arriving + n > c.max_queue_size:
+        if self.queued_rows + n > c.max_queue_size:
             raise QueueFull(
                 f"model '{self.name}' queue is full ({self.queued_rows} of "
-                f"{c.max_queue_size} instances queued, {self._arriving} arriving); "
-                "retry later",
+                f"{c.max_queue_size} instances queued); retry later",
                 field="instances",
                 retry_after_s=c.retry_after_s,
             )

@@ -1,5 +1,5 @@
 """``candor serve``: verify every artifact, then run uvicorn (httptools, one worker, the event loop
-of settings.event_loop)."""
+of settings.event_loop; idle keep-alive connections answer through the drain, service.http_protocol)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.errors import ServiceError
+    from service.http_protocol import DrainingHttpToolsProtocol
     from service.repository import load_from_settings
 
     overrides = {
@@ -63,7 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         loop=settings.event_loop,
         log_config=log_config,
-        http="httptools",
+        http=DrainingHttpToolsProtocol,
         access_log=settings.access_log,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
@@ -127,7 +128,8 @@ def setting_name(loc: tuple[int | str, ...]) -> str:
 
 
 def exit_zero_after_drain() -> None:
-    """SIGTERM / SIGINT: uvicorn stops accepting, drains in-flight requests, runs the lifespan
+    """SIGTERM / SIGINT: uvicorn stops accepting, drains in-flight requests (and answers, with
+    ``Connection: close``, what arrives on open keep-alive connections meanwhile), runs the lifespan
     shutdown (monitor flushed), then re-raises the signal; these handlers make that a clean exit 0."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)

@@ -42,6 +42,16 @@ class PayloadTooLarge(ServiceError):
     status = 413
 
 
+class BodyTimeout(ServiceError):
+    """The request body did not arrive within ``body_timeout_s``; the connection is closed (the
+    rest of the body, if it ever comes, cannot be told from a next request)."""
+
+    status = 408
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 class ArtifactError(ServiceError):
     """An artifact that cannot be served (bad ONNX, shapes not matching the manifest)."""
 

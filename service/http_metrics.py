@@ -1,6 +1,8 @@
 """Request metrics on a per-app registry: counter by route/method/status and a latency histogram.
 
 A pure ASGI middleware (no BaseHTTPMiddleware: that wraps every response body in a stream).
+A client that disconnects before its request is answered (mid-body, typically) is counted with
+status 499 ("client closed request", as nginx does), not 500: nothing was answered, no server fault.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+CLIENT_CLOSED_REQUEST = 499  # the status label of a request whose client left before the answer
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -76,6 +80,8 @@ class HttpMetricsMiddleware:
         started = self.metrics.started()
         try:
             await self.app(scope, receive, send_with_status)
+        except ClientDisconnect:  # no one to answer: counted as 499, no traceback
+            status = CLIENT_CLOSED_REQUEST
         finally:
             self.metrics.finished(scope, status, started)
 

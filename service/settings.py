@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads (0: default)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_instances: int = Field(default=1024, ge=1, description="instances per request")
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest a request body may take to arrive; past it: 408, connection closed",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # serving: dynamic batching, backpressure, deadlines (service/batching.py)
     # CPU defaults: small batches, no wait. The event loop parses the next batch's requests while

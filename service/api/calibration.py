@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from calibration.plots import figure_png, plot_reliability
-from service.api.deps import MonitoringDep, RepositoryDep
+from service.api.deps import MonitoringDep, ReliabilityDep, RepositoryDep
 from service.api.openapi import error_responses
 from service.monitor import CalibrationStatus, Monitor
-from service.monitor.state import reference_statistics
 from service.repository import Repository
 
 router = APIRouter(tags=["monitoring"])
@@ -26,7 +23,6 @@ PNG: dict[int | str, dict[str, Any]] = {
         "gaps, the diagonal, the reference, and the confidence histogram",
     },
 }
-_RENDER = threading.Lock()  # matplotlib is not thread-safe beyond one figure per thread
 
 
 def monitored_key(model: str, version: str | None, repository: Repository, monitor: Monitor) -> tuple[str, str]:
@@ -50,19 +46,13 @@ async def calibration_status(
 
 @router.get("/v1/models/{model_name}/calibration/reliability.png", response_class=Response, responses={**PNG, **ERRORS})
 async def reliability_diagram(
-    model_name: str, repository: RepositoryDep, monitoring: MonitoringDep, version: VersionQuery = None
+    model_name: str,
+    repository: RepositoryDep,
+    monitoring: MonitoringDep,
+    renderer: ReliabilityDep,
+    version: VersionQuery = None,
 ) -> Response:
-    """The window's reliability diagram as a PNG (the same bins as the JSON status)."""
+    """The window's reliability diagram as a PNG (the same bins as the JSON status); rendered on
+    a thread of its own, again only when the window has changed."""
     model, ver = monitored_key(model_name, version, repository, monitoring.monitor)
-    png = await run_in_threadpool(render_reliability, monitoring.monitor, model, ver)
-    return Response(png, media_type="image/png")
-
-
-def render_reliability(monitor: Monitor, model: str, version: str) -> bytes:
-    """PNG of the window's per-bin sums beside the manifest's reference (blocking)."""
-    snap = monitor.snapshot(model, version)
-    reference = None if snap.reference is None else reference_statistics(snap.reference)
-    window = monitor.config.window_seconds
-    with _RENDER:
-        figure = plot_reliability(snap.window, reference, title=f"{model} version {version}, last {window:g} s")
-        return figure_png(figure)
+    return Response(await renderer.png(monitoring.monitor, model, ver), media_type="image/png")

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.monitoring import Monitoring
+from service.reliability import ReliabilityRenderer
 from service.repository import Repository
 from service.settings import Settings
 
@@ -43,6 +44,13 @@ async def get_monitoring(request: Request) -> Monitoring:
     return monitoring
 
 
+async def get_reliability(request: Request) -> ReliabilityRenderer:
+    """The reliability-diagram renderer (its own thread, its cache)."""
+    renderer: ReliabilityRenderer = request.app.state.reliability
+    return renderer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RepositoryDep = Annotated[Repository, Depends(get_repository)]
 MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]
+ReliabilityDep = Annotated[ReliabilityRenderer, Depends(get_reliability)]

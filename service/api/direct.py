@@ -5,7 +5,8 @@ router, Starlette's request/response wrapper) awaits through a dozen layers on e
 send; on the hot paths that cost more than the handler itself (bench/request_path.py). A POST whose
 path matches a ``DocumentedRoute`` in ``routes`` is answered here with the same behaviour: the
 app's exception handlers turn exceptions into answers, request metrics are recorded, and an
-exception no handler takes propagates to uvicorn (500), as from the full stack. Requests carrying
+exception no handler takes propagates to uvicorn (500), as from the full stack; a client that
+disconnects before its answer is counted as 499 (service.http_metrics), with no answer sent. Requests carrying
 an ``Origin`` header take the full stack when CORS is configured, so its middleware sees them.
 """
 
@@ -14,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from service.api.openapi import DocumentedRoute
-from service.http_metrics import HttpMetrics
+from service.http_metrics import CLIENT_CLOSED_REQUEST, HttpMetrics
 
 ExceptionHandler = Callable[[Request, Any], Awaitable[Response]]
 
@@ -55,6 +56,9 @@ class DirectRoutes:
             request = Request(scope, receive)
             try:
                 response = await route.endpoint(request)
+            except ClientDisconnect:  # no one to answer, no server fault: no traceback either
+                status = CLIENT_CLOSED_REQUEST
+                return
             except Exception as exc:
                 handler = lookup_handler(app.exception_handlers, exc)
                 if handler is None:

@@ -32,7 +32,7 @@ FEEDBACK_BODY: dict[str, Any] = {
     }
 }
 
-ERRORS = error_responses(400, 413, 503)  # 400 names the field, e.g. labels[3].label
+ERRORS = error_responses(400, 408, 413, 503)  # 400 names the field, e.g. labels[3].label
 
 
 @router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=FEEDBACK_BODY, responses=ERRORS)
@@ -40,6 +40,6 @@ async def feedback(request: Request, settings: SettingsDep, monitoring: Monitori
     """Join true labels (class name or index) to predictions. Idempotent: a label for a prediction
     that already has one counts as `duplicate` and changes nothing; `unknown` ids were never
     stored (or were evicted), `expired` ones are older than the retention."""
-    body = await read_limited_body(request, settings.max_body_bytes)
+    body = await read_limited_body(request, settings.max_body_bytes, settings.body_timeout_s)
     labels = parse_feedback(body, settings.max_feedback_labels)
     return await monitoring.feedback.record(labels)

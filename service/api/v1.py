@@ -70,7 +70,7 @@ async def predict(request: Request) -> Response:
     check_inference_token(request, settings)
     engine = repository_of(request).get(request.path_params["model_name"])
     with engine.arriving():
-        data = await read_limited_body(request, settings.max_body_bytes)
+        data = await read_limited_body(request, settings.max_body_bytes, settings.body_timeout_s)
         body = decode_json_object(data)
         if "instances" not in body:
             raise BadRequest("is required (a list of instances)", field="instances")
@@ -113,7 +113,7 @@ ROUTES = [
             tags=["predict"],
             body=PREDICT_BODY,
             response=PredictResponse,
-            errors=(400, 401, 404, 413, 503),
+            errors=(400, 401, 404, 408, 413, 503),
             secured=True,
         ),
     )

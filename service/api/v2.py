@@ -109,7 +109,7 @@ async def answer_infer(request: Request, version: str | None) -> Response:
         raise BadRequest("compressed request bodies are not supported", field="Content-Encoding")
     m = engine.manifest
     with engine.arriving():
-        body = await read_limited_body(request, settings.max_body_bytes)
+        body = await read_limited_body(request, settings.max_body_bytes, settings.body_timeout_s)
         header, binary = split_body(body, request.headers.get(HEADER_LENGTH))
         parsed = parse_infer_request(header, binary, m.input.name, settings.max_instances, may_hold_booleans(body))
         batch = engine.preprocess(parsed.input, "inputs[0].data")

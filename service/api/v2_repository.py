@@ -8,12 +8,15 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from service.api.body import decode_json_object, read_limited_body
+from service.api.deps import settings_of
 from service.api.openapi import error_responses
 from service.errors import BadRequest
 from service.model_manager import ModelManager
 from service.security import AdminAuth
 
 router = APIRouter(tags=["repository"], dependencies=[AdminAuth])
+CONTROL_ERRORS = error_responses(400, 401, 408, 413)
+LOAD_ERRORS = error_responses(400, 401, 404, 408, 413)
 MAX_CONTROL_BODY = 64 * 1024
 
 
@@ -42,7 +45,7 @@ class LoadResult(BaseModel):
     versions: list[str]
 
 
-@router.post("/v2/repository/index", response_model=list[RepositoryEntry], responses=error_responses(400, 401, 413))
+@router.post("/v2/repository/index", response_model=list[RepositoryEntry], responses=CONTROL_ERRORS)
 async def repository_index(request: Request, manager: ManagerDep) -> list[RepositoryEntry]:
     """Every artifact on disk and its state; body ``{"ready": true}`` lists only served ones."""
     options = await control_body(request)
@@ -52,9 +55,7 @@ async def repository_index(request: Request, manager: ManagerDep) -> list[Reposi
     return entries
 
 
-@router.post(
-    "/v2/repository/models/{model_name}/load", response_model=LoadResult, responses=error_responses(400, 401, 404, 413)
-)
+@router.post("/v2/repository/models/{model_name}/load", response_model=LoadResult, responses=LOAD_ERRORS)
 async def load_model(model_name: str, request: Request, manager: ManagerDep) -> LoadResult:
     """(Re)load every version of the model from models_dir, atomically; a bad artifact is refused
     (400 naming file and field) and the versions served before keep serving."""
@@ -67,9 +68,7 @@ async def load_model(model_name: str, request: Request, manager: ManagerDep) -> 
     return LoadResult(name=model_name, versions=await manager.load(model_name))
 
 
-@router.post(
-    "/v2/repository/models/{model_name}/unload", response_model=LoadResult, responses=error_responses(400, 401, 413)
-)
+@router.post("/v2/repository/models/{model_name}/unload", response_model=LoadResult, responses=CONTROL_ERRORS)
 async def unload_model(model_name: str, request: Request, manager: ManagerDep) -> LoadResult:
     """Stop serving the model (idempotent); requests already running finish."""
     await control_body(request)
@@ -78,7 +77,7 @@ async def unload_model(model_name: str, request: Request, manager: ManagerDep) -
 
 async def control_body(request: Request) -> dict[str, Any]:
     """The optional JSON object of a repository call ({} when the body is empty)."""
-    body = await read_limited_body(request, MAX_CONTROL_BODY)
+    body = await read_limited_body(request, MAX_CONTROL_BODY, settings_of(request).body_timeout_s)
     return decode_json_object(body) if body.strip() else {}
 
 

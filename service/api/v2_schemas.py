@@ -152,4 +152,4 @@ BINARY_OUTPUTS: dict[str, Any] = {
         "(InferResponse), then the raw tensors",
     }
 }
-INFER_ERRORS = (400, 401, 404, 413, 503)
+INFER_ERRORS = (400, 401, 404, 408, 413, 503)

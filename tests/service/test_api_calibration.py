@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import matplotlib.image
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from matplotlib.figure import Figure
 
 from calibration.metrics import accuracy, bin_statistics, ece
 from service.app import create_app
@@ -112,3 +116,47 @@ def test_openapi_documents_both_endpoints(served) -> None:
     assert "image/png" in png["responses"]["200"]["content"]
     assert "404" in png["responses"]
     assert any(p["name"] == "version" for p in png["parameters"])
+
+
+def test_feedback_completes_while_many_png_requests_wait_for_their_render(
+    digits_artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16 item 8: 48 PNG requests whose render is held back leave the thread pool that
+    feedback uses free: a label sent after them is accepted before any PNG is answered."""
+    rendering, release = threading.Event(), threading.Event()
+    savefig = Figure.savefig
+
+    def held_savefig(figure: Figure, *args: Any, **kwargs: Any) -> None:
+        rendering.set()
+        release.wait(30)
+        savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", held_savefig)
+    app = create_app(Settings(models_dir=digits_artifact.models_dir, state_dir=tmp_path))
+    image = load_digits().test_x[:1, 0].tolist()
+
+    async def main() -> tuple[bool, int, dict[str, int], list[int]]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            pid = (await c.post("/v1/models/digits-cnn:predict", json={"instances": image})).json()["predictions"][0][
+                "prediction_id"
+            ]
+            pngs = [asyncio.create_task(c.get(PNG)) for _ in range(48)]
+            try:
+                assert await asyncio.to_thread(rendering.wait, 30)
+                label = {"labels": [{"prediction_id": pid, "label": 0}]}
+                feedback = asyncio.create_task(c.post("/v1/feedback", json=label))
+                done, _ = await asyncio.wait({feedback}, timeout=15)
+                pngs_answered_first = sum(t.done() for t in pngs)
+            finally:
+                release.set()
+            statuses = [r.status_code for r in await asyncio.gather(*pngs)]
+            return feedback in done, pngs_answered_first, (await feedback).json(), statuses
+
+    try:
+        feedback_done, pngs_answered_first, result, statuses = asyncio.run(main())
+    finally:
+        release.set()
+    assert feedback_done and pngs_answered_first == 0
+    assert result["accepted"] == 1
+    assert set(statuses) <= {200, 503} and 200 in statuses

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
 import threading
 import time
 
@@ -180,74 +179,23 @@ def test_a_full_queue_refuses_arrivals_before_their_body_is_read() -> None:
     run(main())
 
 
-def test_requests_being_parsed_hold_their_place_in_the_queue() -> None:
-    """With 3 places, a queued row and two requests still parsing leave no room: a fourth arrival
-    is refused before its body is read, and the places come back when the parses end."""
+def test_requests_being_read_hold_no_place_in_the_queue() -> None:
+    """Issue 16 item 1: with 3 places, requests still reading their bodies (a client may trickle
+    one for minutes) keep no one out; only queued rows count, so the queue still takes 3 rows."""
     batcher = Batcher(SlowDouble(delay=0.2), BatchConfig(max_batch_size=1, max_queue_size=3))
 
     async def main() -> None:
         running = asyncio.create_task(batcher.submit(rows(1)))
         await asyncio.sleep(0.05)  # the first row runs; the queue is empty again
-        queued = asyncio.create_task(batcher.submit(rows(1)))
-        await asyncio.sleep(0)
-        with batcher.arriving(), batcher.arriving(), pytest.raises(QueueFull, match="2 arriving"), batcher.arriving():
-            pass
-        with batcher.arriving():  # both parses ended: room again
-            pass
-        await asyncio.gather(running, queued)
+        with batcher.arriving(), batcher.arriving(), batcher.arriving(), batcher.arriving():
+            queued = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(3)]
+            await asyncio.sleep(0)
+            assert batcher.queued_rows == 3
+            with pytest.raises(QueueFull, match="3 of 3 instances queued"), batcher.arriving():
+                pass  # the queue itself is full: refused before the body is read
+        await asyncio.gather(running, *queued)
 
     run(main())
-
-
-def test_a_model_s_own_batching_overrides_the_global_values_it_sets() -> None:
-    from service.settings import Settings
-
-    settings = Settings(
-        max_batch_size=64,
-        max_queue_delay_ms=2,
-        max_queue_size=2048,
-        model_batching={"heavy": {"max_batch_size": 16, "max_queue_delay_ms": 20}},
-    )
-    heavy, other = BatchConfig.from_settings(settings, "heavy"), BatchConfig.from_settings(settings, "other")
-    assert (heavy.max_batch_size, heavy.max_queue_delay_s, heavy.max_queue_size) == (16, 0.02, 2048)
-    assert (other.max_batch_size, other.max_queue_delay_s, other.max_queue_size) == (64, 0.002, 2048)
-
-
-@pytest.mark.parametrize(
-    ("override", "phrase"),
-    [
-        ({"max_batch_size": 0}, "greater than or equal to 1"),
-        ({"max_batch_sise": 8}, "Extra inputs are not permitted"),
-        ({"max_queue_size": 10}, "model_batching.heavy.max_queue_size (10) must be >= max_instances"),
-    ],
-)
-def test_bad_per_model_batching_is_refused(override: dict, phrase: str) -> None:
-    from pydantic import ValidationError
-
-    from service.settings import Settings
-
-    with pytest.raises(ValidationError, match=re.escape(phrase)):
-        Settings(max_instances=50, model_batching={"heavy": override})
-
-
-def test_a_backlog_is_one_job_whose_batches_are_answered_as_each_call_returns() -> None:
-    model = SlowDouble(delay=0.1)
-    batcher = Batcher(model, BatchConfig(max_batch_size=2))
-    answered: list[float] = []
-
-    async def one(i: int) -> np.ndarray:
-        out = await batcher.submit(rows(1, i))
-        answered.append(time.perf_counter())
-        return out
-
-    async def main() -> list[np.ndarray]:
-        return await asyncio.gather(*(one(i) for i in range(6)))
-
-    results = run(main())
-    assert model.sizes == [2, 2, 2]
-    for i, out in enumerate(results):
-        np.testing.assert_array_equal(out, rows(1, i) * 2)
-    assert answered[-1] - answered[0] > 0.15  # the first batch did not wait for the third
 
 
 def test_batches_waiting_in_the_job_still_count_against_the_queue() -> None:
