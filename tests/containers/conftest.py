@@ -13,6 +13,8 @@ import pytest
 
 from tests.containers.podman_tools import (
     PYTHON_IMAGE,
+    SERVING_IMAGE,
+    Report,
     build_standin,
     cache_dir,
     debian_base,
@@ -21,10 +23,6 @@ from tests.containers.podman_tools import (
     require_podman,
     timed,
 )
-
-SERVING_IMAGE = "candor:0.1.0"
-TRAIN_IMAGE = "candor-train:0.1.0"
-Report = dict[str, float | int | str]
 
 
 @pytest.fixture(scope="session")

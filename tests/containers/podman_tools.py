@@ -27,6 +27,9 @@ CONTAINERS_CONF = REPO / "deploy" / "podman" / "containers.conf"
 RELEASE = "bookworm"
 DEBIAN_IMAGE = f"localhost/candor-standin/debian:{RELEASE}"
 PYTHON_IMAGE = f"localhost/candor-standin/python:3.11-{RELEASE}"
+SERVING_IMAGE = "candor:0.1.0"  # what `make image` tags, and docker-compose.yml's image
+TRAIN_IMAGE = "candor-train:0.1.0"
+Report = dict[str, float | int | str]
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 # The stand-in's Debian pip reads the system bundle (Debian's certifi); mounted at build time only.
 CA_MOUNT = f"{HOST_CA}:/etc/ssl/certs/ca-certificates.crt:ro"
@@ -149,7 +152,7 @@ def make_image(target: str, *build_flags: str, timeout: float = 900) -> None:
 
 
 @contextmanager
-def timed(report: dict[str, float | int | str], key: str) -> Iterator[None]:
+def timed(report: Report, key: str) -> Iterator[None]:
     """Record the seconds the block took under report[key]."""
     start = time.monotonic()
     yield

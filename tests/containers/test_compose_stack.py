@@ -25,8 +25,7 @@ import pytest
 import yaml
 
 from calibration.metrics import ece
-from tests.containers.conftest import Report
-from tests.containers.podman_tools import REPO, build_standin, engine_env, podman, timed
+from tests.containers.podman_tools import REPO, Report, build_standin, engine_env, podman, timed
 from tests.containers.serving import MODEL, predict
 from training.data import load_fashion_mnist
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.conftest import TRAIN_IMAGE, Report
-from tests.containers.podman_tools import image_size, make_image, podman, timed
+from tests.containers.podman_tools import TRAIN_IMAGE, Report, image_size, make_image, podman, timed
 from training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.containers
