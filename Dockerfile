@@ -71,9 +71,13 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 \
     && rm -rf /var/lib/apt/lists/*
 # torch's CPU build first (PyPI's torch is the CUDA build); requirements/train.txt pins torch==2.13.0,
-# which the CPU build satisfies, and every other package.
+# which the CPU build satisfies, and every other package. Where PyTorch's index cannot be reached,
+# TORCH_FIND_LINKS names a folder of wheels mounted into the build instead, e.g.
+#   podman build -v /opt/wheels:/wheels:ro --build-arg TORCH_FIND_LINKS=/wheels --target train .
+ARG TORCH_FIND_LINKS=
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps \
+        ${TORCH_FIND_LINKS:+--no-index --find-links "${TORCH_FIND_LINKS}"} \
         --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
 WORKDIR /opt/candor
 COPY requirements/train.txt requirements/

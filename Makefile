@@ -11,7 +11,7 @@ PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 # The project itself: its dependencies came from the lock, its build backend (setuptools) too.
 PIP_PROJECT := $(PIP) --no-deps --no-build-isolation -e .
 
-.PHONY: serve test model lint bench lock clean
+.PHONY: serve test model lint bench lock clean image image-gpu image-train
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,26 @@ lint: $(VENV)/.dev
 # `make lock UPGRADE=1` moves every pin to the newest release.
 lock: $(VENV)/.dev
 	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+# Container images (README "Deployment"): docker when its engine answers, else podman, else docker;
+# choose with CONTAINER_ENGINE=podman. IMAGE_BUILD_FLAGS passes anything else to the build, e.g. a stand-in base:
+#   make image CONTAINER_ENGINE=podman IMAGE_BUILD_FLAGS="--network host --build-arg PYTHON_IMAGE=..."
+# BUILDAH_FORMAT=docker: Podman keeps HEALTHCHECK only in Docker's image format (Docker ignores it).
+CONTAINER_ENGINE  ?= $(shell docker info >/dev/null 2>&1 && echo docker || { command -v podman >/dev/null && echo podman; } || echo docker)
+IMAGE_BUILD_FLAGS ?=
+IMAGE_TAG         ?= 0.1.0
+IMAGE_BUILD       := BUILDAH_FORMAT=docker $(CONTAINER_ENGINE) build $(IMAGE_BUILD_FLAGS)
+
+# VARIANT is passed although cpu is the Dockerfile's default: buildah before 1.29 (Podman 4.3, Debian
+# bookworm) resolves `FROM base-${VARIANT}` to a stage only when the argument is given.
+image:
+	$(IMAGE_BUILD) -t candor:$(IMAGE_TAG) --build-arg VARIANT=cpu .
+
+image-gpu:
+	$(IMAGE_BUILD) -t candor:$(IMAGE_TAG)-gpu --build-arg VARIANT=gpu .
+
+image-train:
+	$(IMAGE_BUILD) -t candor-train:$(IMAGE_TAG) --target train .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -104,10 +104,13 @@ def test_runtime_stage_serves_without_torch_as_non_root() -> None:
     assert "/v2/health/ready" in runtime.all("HEALTHCHECK")[0]
 
 
-def test_train_stage_installs_torch_cpu_from_the_pytorch_index() -> None:
+def test_train_stage_installs_torch_cpu_from_the_pytorch_index_or_a_mounted_folder() -> None:
     train = parse_dockerfile().stages["train"].text()
     assert "--index-url https://download.pytorch.org/whl/cpu" in train
-    assert '--no-deps --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"' in train
+    # By default (TORCH_FIND_LINKS empty) only PyTorch's CPU index; a mounted wheel folder replaces it.
+    assert "ARG TORCH_FIND_LINKS=\n" in train
+    torch_source = '${TORCH_FIND_LINKS:+--no-index --find-links "${TORCH_FIND_LINKS}"}'
+    assert f'--no-deps {torch_source} --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"' in train
     assert "-r requirements/train.txt" in train
     assert f"USER {IMAGE_UID}:{IMAGE_UID}" in train
     assert 'ENTRYPOINT ["candor"]' in train and 'CMD ["train",' in train
