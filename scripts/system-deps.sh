@@ -4,12 +4,14 @@
 #   prometheus            : promtool and a real Prometheus server for the monitoring tests
 #   redis-server          : the shared prediction store of several replicas
 #   prometheus-alertmanager: amtool, which checks deploy/alertmanager's config and routes
+#   chromium              : the headless browser that Playwright drives in the /ui e2e test (never downloaded)
 set -euo pipefail
 need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 sudo_cmd=""
