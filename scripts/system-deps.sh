@@ -6,6 +6,7 @@
 #   prometheus-alertmanager: amtool, which checks deploy/alertmanager's config and routes
 #   podman, runc, netavark, aardvark-dns, iptables, debootstrap, podman-compose: the container tests
 #                           (tests/containers: images built from a debootstrap base, the compose stack)
+#   chromium              : the headless browser that Playwright drives in the /ui e2e test (never downloaded)
 set -euo pipefail
 need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
@@ -19,6 +20,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v iptables >/dev/null || need+=(iptables)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v podman-compose >/dev/null || need+=(podman-compose)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 sudo_cmd=""

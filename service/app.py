@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from service.api import calibration, feedback, v1, v2, v2_repository
+from service.api import calibration, feedback, ui, v1, v2, v2_repository
 from service.api.direct import DirectRoutes
 from service.api.openapi import document_errors, error_responses
 from service.errors import ServiceError
@@ -24,6 +24,7 @@ from service.reliability import ReliabilityRenderer
 from service.repository import Repository, load_from_settings
 from service.security import AdminAuth, install_cors
 from service.settings import Settings
+from service.ui.cache import PageCache
 
 # Metrics are ours (Prometheus, /metrics). FastAPI's OpenTelemetry bridge, when left on, looks up
 # the global providers on every request (30 us here) to find that none is configured.
@@ -83,6 +84,8 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     install_cors(app, settings)
     document_errors(app, settings)
     app.include_router(calibration.router)
+    app.include_router(ui.router)
+    app.state.ui_pages = PageCache()  # /ui rendered at most once a second
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

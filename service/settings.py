@@ -112,6 +112,7 @@ class Settings(BaseSettings):
         default=200, ge=1, description="fewer labels in the window: drift verdict insufficient_data"
     )
     max_feedback_labels: int = Field(default=10_000, ge=1, description="labels per POST /v1/feedback")
+    ui_refresh_s: int = Field(default=30, ge=0, description="the /ui status page reloads every N seconds (0: never)")
 
     @field_validator("store_url")
     @classmethod

@@ -114,6 +114,31 @@ def drift_test(
     return DriftResult(verdict, statistic, threshold, p_value, n)
 
 
+def ece_interval(
+    window: BinStatistics, level: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval (Efron & Tibshirani 1993) of the window's ECE from its bin sums.
+
+    Resampling the N labelled rows with replacement, as ``calibration.metrics.bootstrap_ci`` does,
+    draws bin counts n*_b ~ Multinomial(N, n_b / N) and correct counts ~ Binomial(n*_b, a_b); a
+    resampled bin's confidence sum is n*_b times its mean confidence (the monitor keeps sums, not
+    rows). ECE is biased upward at small N, so the interval can sit above a calibrated model's
+    ECE: the drift threshold, not this interval, decides the verdict. None without labels.
+    """
+    n = window.total
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, window.counts / n, size=resamples)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(window.counts > 0, window.correct_sums / window.counts, 0.0)
+        confidence = np.where(window.counts > 0, window.confidence_sums / window.counts, 0.0)
+    correct = rng.binomial(counts, accuracy[None, :])
+    ece = np.abs(counts * confidence[None, :] - correct).sum(axis=1) / n
+    low, high = np.quantile(ece, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def psi(observed_counts: ArrayLike, reference_fractions: ArrayLike, epsilon: float = PSI_EPSILON) -> float | None:
     """Population stability index sum_i (p_i - q_i) ln(p_i / q_i), empty bins floored at epsilon.
 

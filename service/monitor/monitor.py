@@ -13,12 +13,13 @@ from numpy.typing import ArrayLike
 from calibration.binning import DEFAULT_BINS
 from calibration.manifest import ReferenceFigures
 from service.monitor.collector import MonitorCollector
-from service.monitor.drift import PSI_SHIFT, DriftConfig, DriftResult, drift_test, psi
+from service.monitor.drift import PSI_SHIFT, DriftConfig, DriftResult, drift_test, ece_interval, psi
 from service.monitor.errors import MonitorInputError, UnknownModelError
 from service.monitor.schemas import (
     CalibrationStatus,
     DriftStatus,
     FeedbackResult,
+    LabelDelay,
     LabelFreeSignals,
     LabelledFigures,
     ReferenceSummary,
@@ -29,6 +30,7 @@ from service.monitor.store import Outcome, PredictionRecord, PredictionStore, Re
 from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, Clock
 
 ModelKey = tuple[str, str]
+WindowTests = tuple[DriftResult, tuple[float, float] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._states: dict[ModelKey, ModelState] = {}
         self._feedback = dict.fromkeys(Outcome, 0)
-        self._drift_cache: dict[ModelKey, tuple[bytes, DriftResult]] = {}
+        self._drift_cache: dict[ModelKey, tuple[bytes, WindowTests]] = {}
         for (model, version), reference in (references or {}).items():
             self.add_model(model, version, reference)
 
@@ -161,6 +163,11 @@ class Monitor:
 
     def drift(self, snap: ModelSnapshot) -> DriftResult:
         """The window's drift verdict, cached while the window's sums do not change."""
+        return self.window_tests(snap)[0]
+
+    def window_tests(self, snap: ModelSnapshot) -> WindowTests:
+        """The drift verdict and the ECE's bootstrap interval, cached while the window's sums do
+        not change."""
         w = snap.window
         key = w.counts.tobytes() + w.confidence_sums.tobytes() + w.correct_sums.tobytes()
         with self._lock:
@@ -168,7 +175,8 @@ class Monitor:
         if cached is not None and cached[0] == key:
             return cached[1]
         bins = None if snap.reference is None else snap.reference.bins
-        result = drift_test(w, bins, self.config.drift)  # outside the lock: a few milliseconds
+        # outside the lock: a few milliseconds
+        result = drift_test(w, bins, self.config.drift), ece_interval(w, seed=self.config.drift.seed)
         with self._lock:
             self._drift_cache[(snap.model, snap.version)] = (key, result)
         return result
@@ -180,7 +188,7 @@ class Monitor:
     def status_of(self, snap: ModelSnapshot) -> CalibrationStatus:
         """The status of a snapshot (what ``status`` and the Prometheus collector read)."""
         ref = snap.reference
-        drift, cfg = self.drift(snap), self.config.drift
+        (drift, interval), cfg = self.window_tests(snap), self.config.drift
         return CalibrationStatus(
             model=snap.model,
             version=snap.version,
@@ -200,8 +208,10 @@ class Monitor:
                 n=drift.n,
                 min_labels=cfg.min_labels,
                 quantile=cfg.quantile,
+                ece_interval=interval,
             ),
             label_free=_label_free(snap, cfg.min_labels),
+            label_delay=_label_delay(snap),
         )
 
     def collector(self) -> MonitorCollector:
@@ -241,3 +251,14 @@ def _label_free(snap: ModelSnapshot, min_predictions: int) -> LabelFreeSignals:
         confidence_psi=shift,
         confidence_shift=shift is not None and n >= min_predictions and shift > PSI_SHIFT,
     )
+
+
+def _label_delay(snap: ModelSnapshot) -> LabelDelay:
+    """Mean label delay since start and the upper bound of the bucket holding the median."""
+    delays = snap.delays
+    n = int(delays.counts.sum())
+    if n == 0:
+        return LabelDelay(labels=0, mean_seconds=None, median_at_most_seconds=None)
+    bucket = int(np.searchsorted(delays.counts.cumsum(), (n + 1) / 2, side="left"))
+    bound = float(delays.bounds[bucket]) if bucket < delays.bounds.size else None
+    return LabelDelay(labels=n, mean_seconds=delays.total / n, median_at_most_seconds=bound)

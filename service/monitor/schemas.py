@@ -103,6 +103,9 @@ class DriftStatus(_Frozen):
     n: int
     min_labels: int
     quantile: float
+    ece_interval: tuple[float, float] | None = Field(
+        default=None, description="95% bootstrap interval of the window's ECE (None without labels)"
+    )
 
 
 class LabelFreeSignals(_Frozen):
@@ -113,6 +116,16 @@ class LabelFreeSignals(_Frozen):
     reference_mean_confidence: float | None
     confidence_psi: float | None = Field(description="PSI of the confidence histogram")
     confidence_shift: bool = Field(description="PSI > 0.25 with at least min_labels predictions")
+
+
+class LabelDelay(_Frozen):
+    """Seconds from prediction to accepted label, over every label since start."""
+
+    labels: int = Field(ge=0)
+    mean_seconds: float | None
+    median_at_most_seconds: float | None = Field(
+        description="upper bound of the delay bucket holding the median (None: beyond the last bucket or no labels)"
+    )
 
 
 class CalibrationStatus(_Frozen):
@@ -132,3 +145,4 @@ class CalibrationStatus(_Frozen):
     reference: ReferenceSummary | None
     drift: DriftStatus
     label_free: LabelFreeSignals
+    label_delay: LabelDelay | None = None
