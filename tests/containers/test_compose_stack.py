@@ -12,6 +12,7 @@ scrapes both, and its recorded fleet ECE equals ``calibration.metrics.ece`` of t
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import time
@@ -38,12 +39,15 @@ STANDINS = {"redis": "redis", "prometheus": "prometheus", "alertmanager": "alert
 PORTS = {"candor-a": 8001, "candor-b": 8002, "prometheus": 9090, "alertmanager": 9093}
 SELECTOR = f'model="{MODEL}",version="1"'
 N_PREDICTIONS = 300
+# The compose file refuses to start the replicas without a token (feedback and repository calls need it).
+TOKEN = secrets.token_hex(32)
 T = TypeVar("T")
 
 
 def compose(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     cmd = ["podman-compose", "-p", PROJECT, *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=engine_env(), check=False)
+    env = {**engine_env(), "CANDOR_AUTH_TOKEN": TOKEN}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def compose_services() -> dict[str, Any]:
@@ -120,7 +124,11 @@ def test_fleet_ece_recorded_by_prometheus_equals_the_offline_ece(stack: None, re
     classes = json.loads((REPO / "models" / MODEL / "1" / "manifest.json").read_text())["classes"]
     probs, ids = predict(f"http://127.0.0.1:{PORTS['candor-a']}", images, classes)
     labels = [{"prediction_id": pid, "label": int(y)} for pid, y in zip(ids, truth, strict=True)]
-    counts = httpx.post(f"http://127.0.0.1:{PORTS['candor-b']}/v1/feedback", json={"labels": labels}, timeout=30)
+    feedback = f"http://127.0.0.1:{PORTS['candor-b']}/v1/feedback"
+    refused = httpx.post(feedback, json={"labels": labels}, timeout=30)
+    assert refused.status_code == 401, "the compose replicas must require the token for feedback"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    counts = httpx.post(feedback, json={"labels": labels}, headers=auth, timeout=30)
     assert counts.json() == {"accepted": N_PREDICTIONS, "unknown": 0, "duplicate": 0, "expired": 0}
     offline = ece(probs, np.asarray(truth))
     labels_rule = f"model_version:candor_calibration_labels:since_start{{{SELECTOR}}} == {N_PREDICTIONS}"
