@@ -51,6 +51,13 @@ COPY calibration/ calibration/
 COPY candor/ candor/
 COPY service/ service/
 COPY training/ training/
+# The gRPC stubs (CANDOR_GRPC_PORT), generated from the committed .proto by grpcio-tools at the dev
+# lock's pin, which is then removed: the runtime imports the generated modules with grpcio and
+# protobuf only (service/grpc/stubs.py).
+COPY requirements/dev.txt requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir --constraint requirements/dev.txt grpcio-tools \
+    && /opt/venv/bin/python -m service.grpc.stubs \
+    && /opt/venv/bin/pip uninstall --yes grpcio-tools
 # The project alone: its dependencies and its build backend (setuptools) came from the lock.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/venv/bin/pip check

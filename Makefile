@@ -11,7 +11,7 @@ PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 # The project itself: its dependencies came from the lock, its build backend (setuptools) too.
 PIP_PROJECT := $(PIP) --no-deps --no-build-isolation -e .
 
-.PHONY: serve test model lint bench lock clean image image-gpu image-train
+.PHONY: serve test model lint bench lock clean image image-gpu image-train stubs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,20 @@ $(VENV)/.dev: requirements/dev.txt pyproject.toml | $(BIN)/python
 	$(PIP_PROJECT)
 	touch $@ $(VENV)/.serve $(VENV)/.train
 
-serve: $(VENV)/.serve
+# The gRPC stubs, generated from the committed .proto (service/grpc/stubs.py, git-ignored); grpcio-tools
+# is a dev dependency, installed at the dev lock's pin where only the serving lock is.
+STUBS := service/grpc/generated/PROTO_SHA256
+$(STUBS): service/grpc/proto/open_inference_grpc.proto | $(VENV)/.serve
+	$(BIN)/python -c 'import grpc_tools' 2>/dev/null || $(PIP) --constraint requirements/dev.txt grpcio-tools
+	$(BIN)/python -m service.grpc.stubs
+
+stubs: $(STUBS)
+
+serve: $(VENV)/.serve $(STUBS)
 	$(BIN)/candor serve --host $(HOST) --port $(PORT)
 
 # Lint first (seconds), then the suite.
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(STUBS)
 	bash scripts/system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

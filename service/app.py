@@ -17,6 +17,7 @@ from service.api import calibration, feedback, ui, v1, v2, v2_repository
 from service.api.direct import DirectRoutes
 from service.api.openapi import document_errors, error_responses
 from service.errors import ServiceError
+from service.grpc.server import serving_grpc
 from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from service.model_manager import ModelManager, watching
 from service.monitoring import install_monitor_error_handler, open_monitoring
@@ -57,7 +58,10 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
             app.state.model_manager = ModelManager(app.state.repository, settings, monitoring.register)
             app.state.reliability = renderer = ReliabilityRenderer()
             try:
-                async with watching(app.state.model_manager, settings):
+                async with (
+                    watching(app.state.model_manager, settings),
+                    serving_grpc(settings, app.state.repository, app.version),
+                ):
                     yield
                 await app.state.repository.drain()  # queued requests finish before the monitor flushes
             finally:

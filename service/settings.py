@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         gt=0,
         description="longest a request body may take to arrive; past it: 408, connection closed",
     )
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535, description="KServe V2 gRPC port (service/grpc); unset: no gRPC server"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # serving: dynamic batching, backpressure, deadlines (service/batching.py)
     # CPU defaults: small batches, no wait. The event loop parses the next batch's requests while

@@ -38,11 +38,13 @@ def build_runtime_venv(root: Path) -> Path:
     """The builder stage's steps: venv, the serving lock (core + cpu), then the project, no deps."""
     builder = parse_dockerfile().stages["builder"].text()
     assert "echo serve; fi).txt" in builder and "--no-deps --no-build-isolation ." in builder
+    assert "-m service.grpc.stubs" in builder and "uninstall --yes grpcio-tools" in builder
     context = root / "src"
     for name in BUILD_CONTEXT:  # the COPY instructions of the builder stage
         source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if source.is_dir():  # without what .dockerignore leaves out
+            ignored = shutil.ignore_patterns("__pycache__", "*.egg-info", "generated")
+            shutil.copytree(source, context / name, ignore=ignored)
         else:
             context.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, context / name)
@@ -56,8 +58,16 @@ def build_runtime_venv(root: Path) -> Path:
         "-q",
         "--disable-pip-version-check",
     ]
-    for args in (["-r", "requirements/serve.txt"], ["--no-deps", "--no-build-isolation", "."]):
-        result = run(*pip, *args, cwd=context, timeout=900)
+    python = str(venv / "bin" / "python")
+    steps = [
+        [*pip, "-r", "requirements/serve.txt"],
+        [*pip, "--constraint", "requirements/dev.txt", "grpcio-tools"],  # the gRPC stubs, then not kept
+        [python, "-m", "service.grpc.stubs"],
+        [python, "-m", "pip", "uninstall", "-q", "--yes", "grpcio-tools"],
+        [*pip, "--no-deps", "--no-build-isolation", "."],
+    ]
+    for step in steps:
+        result = run(*step, cwd=context, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
     return venv
 
@@ -89,13 +99,15 @@ def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path:
         probe = run(
             python,
             "-c",
-            "import importlib.util as u; print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None)",
+            "import importlib.util as u; print(u.find_spec('torch') is None, u.find_spec('onnxruntime') is not None,"
+            " u.find_spec('grpc_tools') is None,"
+            " u.find_spec('service.grpc.generated.open_inference_grpc_pb2') is not None)",
             cwd=tmp_path,
         )
-        assert probe.stdout.split() == ["True", "True"], probe.stdout + probe.stderr
+        assert probe.stdout.split() == ["True"] * 4, probe.stdout + probe.stderr
 
         runtime_env = dict(item.split("=", 1) for env in parse_dockerfile().final.all("ENV") for item in env.split())
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         (tmp_path / "models").mkdir()  # the mount point, with nothing mounted
         env = {
             "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
@@ -108,6 +120,7 @@ def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path:
             "MPLCONFIGDIR": str(tmp_path / "mpl"),
         }
         assert {k for k in env if k.startswith("CANDOR_")} <= set(runtime_env)
+        env["CANDOR_GRPC_PORT"] = str(grpc_port)  # off in the image unless set
         log = tmp_path / "serve.log"
         with log.open("w") as out:
             proc = subprocess.Popen(
@@ -134,9 +147,26 @@ def test_runtime_environment_has_no_torch_and_serves_the_bundled_model(tmp_path:
                 (prediction,) = json.load(response)["predictions"]
             assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
             assert prediction["label"] in prediction["probabilities"]
+            assert_grpc_infers(f"127.0.0.1:{grpc_port}", prediction["probabilities"])
         finally:
             stop(proc, timeout=30)
         assert "no artifact under" in log.read_text()  # the entrypoint's fallback was taken
     finally:
         shutil.rmtree(tmp_path / "venv", ignore_errors=True)
         shutil.rmtree(tmp_path / "src", ignore_errors=True)
+
+
+def assert_grpc_infers(address: str, http_probabilities: dict[str, float]) -> None:
+    """The image's gRPC server, on stubs generated in the build: ready, and the HTTP answer's probabilities."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    client = triton.InferenceServerClient(address)
+    try:
+        assert client.is_server_ready()
+        tensor = triton.InferInput("images", [1, 1, 28, 28], "UINT8")
+        tensor.set_data_from_numpy(np.zeros((1, 1, 28, 28), np.uint8))
+        probs = client.infer(MODEL, [tensor]).as_numpy("probabilities")
+    finally:
+        client.close()
+    np.testing.assert_allclose(probs[0], list(http_probabilities.values()), atol=1e-6)
