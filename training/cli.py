@@ -14,13 +14,15 @@ def add_training_commands(commands: Any) -> None:
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
 
-    calibrate = commands.add_parser("calibrate", help="fit the post-hoc map on the run's validation split")
+    calibrate = commands.add_parser(
+        "calibrate", help="fit the post-hoc map on the run's calibration split (else its validation split)"
+    )
     calibrate.add_argument("run", type=Path, help="run directory written by `candor train`")
     calibrate.add_argument(
         "--method",
         default="best",
         choices=["ts", "fts", "best"],
-        help="ts, fts (focal temperature scaling) or best of the two by validation NLL",
+        help="ts, fts (focal temperature scaling) or best: none, TS or FTS by the lowest held-out NLL",
     )
     calibrate.set_defaults(handler=run_calibrate)
 

@@ -4,16 +4,20 @@ training labels only, never by default."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from training.calibrate_run import CALIBRATION_FILE, calibrate_run
 from training.config import TrainConfig
 from training.data import carve_calibration, load_digits, split_train_validation
 from training.errors import TrainingError
 from training.label_noise import flip_labels, flip_map
-from training.trainer import prepare_data
+from training.trainer import prepare_data, train
 
 
 @settings(max_examples=40, deadline=None)
@@ -75,3 +79,11 @@ def test_flip_rate_and_target_follow_the_map(eta: float) -> None:
 def test_noise_rate_out_of_range_is_refused() -> None:
     with pytest.raises(TrainingError, match="--label-noise"):
         flip_labels(np.zeros(3, dtype=np.int64), 10, 1.0, 0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_candor_calibrate_fits_on_the_calibration_split(tmp_path: Path) -> None:
+    config = TrainConfig(data="digits", width=4, epochs=1, train_subset=600, calibration_size=200)
+    train(config, tmp_path / "run", dataset=load_digits(), progress=False)
+    calibrate_run(tmp_path / "run", "best")
+    assert json.loads((tmp_path / "run" / CALIBRATION_FILE).read_text())["n_validation"] == 200
