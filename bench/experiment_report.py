@@ -8,7 +8,7 @@ import datetime
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -171,7 +171,7 @@ def write_experiment_report(out: Path, name: str, header: Sequence[str], preset:
         lines += [f"## Test split, {STAGES[stage]} (mean ± 95% t half-width over seeds)", ""]
         lines += stage_table(main, stage) + [""]
         png = f"{name}-reliability-{stage}.png"
-        reliability_png(cast(Any, main), stage, out / png)
+        reliability_png(main, stage, out / png)
         lines += [f"![reliability {stage}]({png})", ""]
     noise = groups(results, "noise")
     if noise:
