@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from bench.experiment_report import write_experiment_report
 from bench.experiment_runs import LOGITS_FILE, RunResult, evaluate, run_jobs
 from training.config import TrainConfig
 from training.losses import LOSSES
+from training.runlog import LOG_FILE
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def training_seconds(run_dirs: Sequence[Path]) -> float:
+    """The summed per-epoch wall seconds of the runs' log.jsonl (what training them cost)."""
+    total = 0.0
+    for run_dir in run_dirs:
+        log = run_dir / LOG_FILE
+        if log.is_file():
+            total += sum(json.loads(line)["seconds"] for line in log.read_text().splitlines() if line.strip())
+    return total
+
+
 def header_lines(
-    preset: Preset, args: argparse.Namespace, command: str, wall: float, trained: int, total: int
+    preset: Preset, args: argparse.Namespace, command: str, wall: float, trained: int, run_dirs: Sequence[Path]
 ) -> list[str]:
     """Setup bullets: regime, config, command, wall time."""
     c = preset.config
@@ -182,7 +194,9 @@ def header_lines(
         f"schedule {c.schedule}, epochs {c.epochs}, batch {c.batch_size}, clip {c.clip_norm:g}",
         f"- command: `{command}`",
         f"- wall time: {wall / 60:.1f} min with {args.workers} worker(s) x {args.threads} torch thread(s); "
-        f"{trained} of {total} runs trained by this invocation, the rest reused from --runs",
+        f"{trained} of {len(run_dirs)} runs trained by this invocation, the rest reused from --runs; "
+        f"training the {len(run_dirs)} runs took {training_seconds(run_dirs) / 60:.1f} worker-minutes "
+        "(sum of their epochs' wall time)",
     ]
 
 
@@ -212,8 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     claims = evaluate_claims(results, args.resamples)
     command = " ".join(["python -m bench.calibration_table", *(argv if argv is not None else sys.argv[1:])])
     every = first + second
+    run_dirs = [args.runs / preset.name / r.job.key for r in every]
     header = header_lines(preset, args, command, time.perf_counter() - started,
-                          sum(r.seconds > 0 for r in every), len(every))  # fmt: skip
+                          sum(r.seconds > 0 for r in every), run_dirs)  # fmt: skip
     if missing:
         header.append(f"- **not run** ({len(missing)} planned runs; no number below comes from them; "
                       f"rerun the command without --report-only to finish): {', '.join(missing)}")  # fmt: skip
