@@ -135,6 +135,11 @@ def train_all(preset: Preset, jobs: Sequence[Job], args: argparse.Namespace) -> 
     return results
 
 
+def by_seed(jobs: Sequence[Job]) -> list[Job]:
+    """Jobs seed by seed (stable within a seed), so an interrupted run leaves complete pairs."""
+    return sorted(jobs, key=lambda job: job.seed)
+
+
 def choose(grid: Sequence[RunResult]) -> tuple[dict[str, list[Candidate]], dict[str, Candidate]]:
     """Each tuned method's candidates (grid order) and the value the pre-registered rule selects."""
     candidates: dict[str, list[Candidate]] = {}
@@ -214,11 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     untuned = untuned_jobs(methods, seeds, noise_seeds)
     early = [j for j in untuned if j.seed == seeds[0] and j.arm == "main"]  # gamma-net and CE first
-    plan_a = early + grid_jobs(methods, seeds[0]) + [j for j in untuned if j not in early]
+    plan_a = early + grid_jobs(methods, seeds[0])
     first = train_all(preset, plan_a, args)
     grid = [r for r in first if r.job.arm == "grid"]
     candidates, chosen = choose(grid)
-    plan_b = selected_jobs({m: c.params for m, c in chosen.items()}, seeds, seeds[0])
+    selected = selected_jobs({m: c.params for m, c in chosen.items()}, seeds, seeds[0])
+    plan_b = by_seed([j for j in untuned if j not in early] + selected)  # whole seeds first: pairs grow evenly
     second = train_all(preset, plan_b, args)
     missing = [j.key for j in plan_a + plan_b if j.key not in {r.job.key for r in first + second}]
     results = [r for r in first if r.job.arm != "grid"] + promote(grid, chosen) + second
