@@ -17,10 +17,11 @@ __all__ = ["CALIBRATION_FILE", "METHODS", "calibrate_run", "fit_map", "load_cali
 
 
 def validation_logits(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of the run's own validation split (same seed, same carve)."""
+    """Logits and labels of the run's calibration split (``--calibration-size``; same seed, same
+    carve), or of its validation split when the run has none."""
     model, ckpt = load_checkpoint(run_dir)
     prepared = prepare_data(TrainConfig(**ckpt["config"]))
-    x, y = prepared.validation
+    x, y = prepared.calibration if prepared.calibration is not None else prepared.validation
     return predict_logits(model, x).double().numpy(), y.numpy()
 
 

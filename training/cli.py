@@ -14,13 +14,15 @@ def add_training_commands(commands: Any) -> None:
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
 
-    calibrate = commands.add_parser("calibrate", help="fit the post-hoc map on the run's validation split")
+    calibrate = commands.add_parser(
+        "calibrate", help="fit the post-hoc map on the run's calibration split (else its validation split)"
+    )
     calibrate.add_argument("run", type=Path, help="run directory written by `candor train`")
     calibrate.add_argument(
         "--method",
         default="best",
         choices=["ts", "fts", "best"],
-        help="ts, fts (focal temperature scaling) or best of the two by validation NLL",
+        help="ts, fts (focal temperature scaling) or best: none, TS or FTS by the lowest held-out NLL",
     )
     calibrate.set_defaults(handler=run_calibrate)
 
@@ -109,6 +111,18 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--train-subset", type=int, default=0, help="use only n training images (0: all)")
+    train.add_argument(
+        "--calibration-size",
+        type=int,
+        default=0,
+        help="carve n images from the unused training pool for post-hoc fits (0: fit on validation)",
+    )
+    train.add_argument(
+        "--label-noise",
+        type=float,
+        default=0.0,
+        help="class-flip noise eta on training labels only (benchmark option; default 0)",
+    )
     train.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/<id>")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
 
@@ -137,6 +151,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_fraction=args.validation_fraction,
         train_subset=args.train_subset,
+        calibration_size=args.calibration_size,
+        label_noise=args.label_noise,
     )
     best = train(config, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:

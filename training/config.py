@@ -25,6 +25,9 @@ class TrainConfig:
     constant lr); cosine anneals lr_e = lr (1 + cos(pi e / epochs)) / 2 per epoch.
     ``clip_norm``: global gradient-norm clip (0: off). ``amp``: autocast + GradScaler, CUDA only.
     ``width``: channels of the first layer (None: the architecture's default).
+    ``calibration_size``: a calibration split for hyper-parameter selection and post-hoc fits,
+    disjoint from train and validation (``training.data.carve_calibration``).
+    ``label_noise``: eta of the class-flip noise on training labels (``training.label_noise``).
     """
 
     data: str = "fashion-mnist"
@@ -46,6 +49,8 @@ class TrainConfig:
     seed: int = 0
     validation_fraction: float = 0.1
     train_subset: int = 0  # 0: all training images; else the first n of the seeded train split
+    calibration_size: int = 0  # rows carved (seeded) from the unused training pool for post-hoc fits
+    label_noise: float = 0.0  # class-flip noise on training labels only (a benchmark option)
 
     def __post_init__(self) -> None:
         # Checkpoints hold lists; keep the frozen config hashable-ish and comparable either way.
@@ -75,6 +80,8 @@ class TrainConfig:
             "seed": self.seed >= 0,
             "validation-fraction": 0.0 < self.validation_fraction < 1.0,
             "train-subset": self.train_subset >= 0,
+            "calibration-size": self.calibration_size >= 0,
+            "label-noise": 0.0 <= self.label_noise < 1.0,
             "width": self.width is None or self.width >= 1,
         }
 

@@ -157,6 +157,20 @@ def split_train_validation(n: int, validation_fraction: float, seed: int) -> Spl
     return Split(train=np.sort(order[n_val:]), validation=np.sort(order[:n_val]))
 
 
+def carve_calibration(
+    train_rows: NDArray[np.intp], train_subset: int, size: int, seed: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(training rows, calibration rows): ``size`` rows drawn (seeded by (seed, 4)) from the pool
+    the run does not train on, i.e. the rows after the first ``train_subset`` (with no subset, from
+    the training rows themselves, which then shrink by ``size``). Disjoint, sorted."""
+    used = train_rows[:train_subset] if train_subset else train_rows
+    pool = train_rows[train_subset:] if train_subset else train_rows
+    if size > len(pool) or (not train_subset and size >= len(pool)):
+        raise TrainingError(f"--calibration-size {size}: only {len(pool)} training images left to carve from")
+    calibration = np.sort(np.random.default_rng([seed, 4]).choice(pool, size=size, replace=False))
+    return np.setdiff1d(used, calibration), calibration
+
+
 def channel_statistics(images: NDArray[np.uint8]) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of images scaled to [0, 1] (computed on the training part only)."""
     scaled = images.astype(np.float64) / 255.0

@@ -14,8 +14,9 @@ METHODS = ("ts", "fts", "best")
 def fit_map(logits: np.ndarray, labels: np.ndarray, method: str) -> tuple[CalibrationMap, dict[str, float]]:
     """Fit the post-hoc map on validation logits by NLL.
 
-    ts: temperature scaling; fts: focal temperature scaling (METHODS decision 3); best: the lower
-    validation NLL of the two (FTS with gamma = 0 is TS exactly, so a TS fit is kept on ties).
+    ts: temperature scaling; fts: focal temperature scaling (METHODS decision 3); best: the lowest
+    validation NLL among {none, TS, FTS} (FTS with gamma = 0 is TS exactly, so a TS fit is kept on
+    ties; no map at all when neither fit lowers the NLL of the raw softmax).
     """
     if method not in METHODS:
         raise TrainingError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
@@ -29,4 +30,6 @@ def fit_map(logits: np.ndarray, labels: np.ndarray, method: str) -> tuple[Calibr
             chosen = CalibrationMap(
                 kind="focal_temperature", temperature=fts.temperature, gamma=fts.gamma, objective="nll"
             )
+    if method == "best" and min(figures.get("validation_nll_fts", np.inf), ts.nll_after) >= ts.nll_before:
+        chosen = CalibrationMap(kind="none", objective="nll")
     return chosen, figures

@@ -6,7 +6,7 @@ follows Bohdal et al.'s Meta-Calibration (TMLR 2023, ondrejbohdal/meta-calibrati
 says it extends. One meta step, before every backbone step::
 
     gamma = g_phi(u)                                   u: detached penultimate features (B, D)
-    W', b' = (W, b) - lr_t grad_{W,b} mean_i FL(W u_i + b, y_i; gamma_i)     create_graph=True
+    W', b' = (W, b) - lr_t grad_{W,b} sum_i FL(W u_i + b, y_i; gamma_i)      create_graph=True
     L_meta = SECE(W' u_v + b', y_v) + CE(W' u_v + b', y_v)                   meta-validation batch
     phi <- Adam(phi, dL_meta/dphi)
 
@@ -81,16 +81,18 @@ def sece(logits: Tensor, labels: Tensor, n_bins: int, bandwidth: float | None = 
 def look_ahead_head(
     train: FeatureBatch, weight: Tensor, bias: Tensor | None, gamma: Tensor, lr: float
 ) -> tuple[Tensor, Tensor | None]:
-    """Fast weights (W', b') = (W, b) - lr grad mean_i FL_i(gamma_i), a function of gamma.
+    """Fast weights (W', b') = (W, b) - lr grad sum_i FL_i(gamma_i), a function of gamma.
 
-    The gradient is taken at the current head on the detached features, with create_graph=True,
-    so that W' carries the dependence on gamma (and on the gamma-net behind it).
+    The inner loss is summed over the batch, as Meta-Calibration's look-ahead takes it (a batch
+    mean made the virtual step B times smaller at the same lr; issue 17). The gradient is taken at
+    the current head on the detached features, with create_graph=True, so that W' carries the
+    dependence on gamma (and on the gamma-net behind it).
     """
     params = [weight.detach().requires_grad_()]
     if bias is not None:
         params.append(bias.detach().requires_grad_())
     logits = F.linear(train.features, params[0], params[1] if bias is not None else None)
-    loss = focal_per_sample(logits, train.labels, gamma).mean()
+    loss = focal_per_sample(logits, train.labels, gamma).sum()
     grads = torch.autograd.grad(loss, params, create_graph=True)
     fast = [p - lr * g for p, g in zip(params, grads, strict=True)]
     return fast[0], fast[1] if bias is not None else None

@@ -34,12 +34,14 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import (
     ImageDataset,
+    carve_calibration,
     channel_statistics,
     load_dataset,
     normalize,
     split_train_validation,
 )
 from training.errors import TrainingError
+from training.label_noise import flip_labels
 from training.loop import make_scaler, predict_logits, train_one_epoch, validation_epoch
 from training.losses import LOSSES, CalibrationLoss, LossConfigError, build_loss
 from training.networks import build_network
@@ -72,18 +74,23 @@ class PreparedData:
     train: tuple[torch.Tensor, torch.Tensor]
     validation: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
+    calibration: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def prepare_data(config: TrainConfig, dataset: ImageDataset | None = None) -> PreparedData:
-    """Split, compute normalisation on the training part only, and convert to tensors."""
+    """Split (train, validation, optional calibration carve), compute normalisation on the training
+    part only, flip training labels if ``label_noise`` > 0, and convert to tensors."""
     ds = dataset if dataset is not None else load_dataset(config.data)
     split = split_train_validation(len(ds.train_y), config.validation_fraction, config.seed)
     if config.train_subset > len(split.train):
         raise TrainingError(
             f"--train-subset {config.train_subset}: only {len(split.train)} training images after the validation carve"
         )
-    train_idx = split.train[: config.train_subset] if config.train_subset else split.train
+    train_idx, calibration_idx = carve_calibration(
+        split.train, config.train_subset, config.calibration_size, config.seed
+    )
     mean, std = channel_statistics(ds.train_x[train_idx])
+    train_y = flip_labels(ds.train_y[train_idx], len(ds.classes), config.label_noise, config.seed)
 
     def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(normalize(x, mean, std)), torch.from_numpy(y)
@@ -92,9 +99,10 @@ def prepare_data(config: TrainConfig, dataset: ImageDataset | None = None) -> Pr
         ds,
         mean,
         std,
-        tensors(ds.train_x[train_idx], ds.train_y[train_idx]),
+        tensors(ds.train_x[train_idx], train_y),
         tensors(ds.train_x[split.validation], ds.train_y[split.validation]),
         tensors(ds.test_x, ds.test_y),
+        tensors(ds.train_x[calibration_idx], ds.train_y[calibration_idx]) if config.calibration_size else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""The results-table benchmark, smoke-run on digits (--preset tiny): a row per loss, sane values."""
+"""The results-table experiment, smoke-run on digits (--preset tiny): grid, selection, seeds, noise
+arm, claims table, reports and reuse of finished runs."""
 
 from __future__ import annotations
 
@@ -7,96 +8,80 @@ from pathlib import Path
 
 import pytest
 
-from bench.calibration_table import PRESETS, TABLE_LOSSES, main
+from bench.calibration_table import PRESETS, main
+from bench.experiment_plan import GRIDS, Candidate, Job, select
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+ARGS = ["--preset", "tiny", "--methods", "ce,ls,focal", "--resamples", "50", "--threads", "1"]
 
 
 def table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
-    """The rows of the Markdown table under ``heading``: loss -> cells."""
+    """The rows of the Markdown table under ``heading``: first cell -> other cells."""
     section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
     rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
 
-def mean_of(cell: str) -> float:
-    return float(cell.split("±")[0])
-
-
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("table")
-    assert (
-        main(
-            [
-                "--preset",
-                "tiny",
-                "--out",
-                str(root / "out"),
-                "--runs",
-                str(root / "runs"),
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main([*ARGS, "--out", str(root / "out"), "--runs", str(root / "runs")]) == 0
     return root, (root / "out" / f"{PRESETS['tiny'].report}.md").read_text()
 
 
-def test_headline_has_one_row_per_loss_and_ece_in_range(tiny_report: tuple[Path, str]) -> None:
+def test_claims_table_leads_and_gives_intervals_and_a_verdict(tiny_report: tuple[Path, str]) -> None:
     _, markdown = tiny_report
-    rows = table_rows(markdown, "## Headline")
-    assert list(rows) == list(TABLE_LOSSES)
+    assert markdown.index("## Claims tested here") < markdown.index("## Setup") < markdown.index("## Test split")
+    rows = table_rows(markdown, "## Claims tested here")
+    assert any(k.startswith("focal loss calibrates better") for k in rows)
+    assert any(k.startswith("under class overlap") for k in rows)
     for cells in rows.values():
-        accuracy, gap, *eces = (mean_of(c) for c in cells[:8])
-        assert 0 < accuracy <= 100 and -100 <= gap <= 100
-        assert all(0 <= e <= 100 for e in eces)
-        assert 0.05 <= mean_of(cells[8]) <= 20  # T within the fit's bounds
+        assert re.fullmatch(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", cells[2])
+        assert cells[-1].strip("*") in ("supported", "not supported", "inconclusive at this power")
 
 
-@pytest.mark.parametrize("stage", ["before post-hoc", "after temperature scaling", "after focal temperature scaling"])
-def test_every_metric_of_every_stage_is_in_range(tiny_report: tuple[Path, str], stage: str) -> None:
+def test_protocol_is_written_before_the_numbers(tiny_report: tuple[Path, str]) -> None:
     _, markdown = tiny_report
-    rows = table_rows(markdown, f"## All metrics, {stage}")
-    assert list(rows) == list(TABLE_LOSSES)
-    for cells in rows.values():
-        assert len(cells) == 8 and all(re.fullmatch(r"-?\d+\.\d+ ± \d+\.\d+", c) for c in cells)
-        *percent, nll, brier = (mean_of(c) for c in cells)
-        assert all(0 <= p <= 100 for p in percent) and nll >= 0 and 0 <= brier <= 2
+    assert markdown.index("## Pre-registered protocol") < markdown.index("## Hyper-parameter selection")
+    selection = markdown.split("## Hyper-parameter selection", 1)[1].split("\n## ", 1)[0]
+    assert selection.count("**yes**") == 2  # one value each for ls and focal
 
 
-def test_report_names_command_machine_and_wall_time_and_draws_diagrams(
-    tiny_report: tuple[Path, str],
-) -> None:
+def test_every_method_runs_on_every_seed_and_the_noise_arm_exists(tiny_report: tuple[Path, str]) -> None:
     root, markdown = tiny_report
-    assert "python -m bench.calibration_table --preset tiny" in markdown
-    assert "`nproc` =" in markdown and "wall time:" in markdown
-    for stage in ("raw", "ts", "fts"):
-        png = root / "out" / f"{PRESETS['tiny'].report}-reliability-{stage}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = table_rows(markdown, "## Test split, before post-hoc")
+    assert list(rows) == ["ce", "ls", "focal"] and all(cells[0] == "2" for cells in rows.values())
+    assert list(table_rows(markdown, "## Noise arm")) == ["ce", "mixup"]
+    assert len(list((root / "runs" / "tiny").glob("*-noise0.2-seed*"))) == 4
+    assert "ECE floor %" in markdown and "at an edge" in markdown
 
 
 def test_a_rerun_reuses_the_finished_runs(tiny_report: tuple[Path, str]) -> None:
     root, _ = tiny_report
     before = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("best.pt")}
-    assert (
-        main(
-            [
-                "--preset",
-                "tiny",
-                "--losses",
-                "ce",
-                "--out",
-                str(root / "again"),
-                "--runs",
-                str(root / "runs"),
-            ]
-        )
-        == 0
-    )
+    assert main([*ARGS, "--out", str(root / "again"), "--runs", str(root / "runs")]) == 0
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("best.pt")} == before
-    heading = "## All metrics, before"
-    first = table_rows((root / "out" / "digits-tiny.md").read_text(), heading)
-    again = table_rows((root / "again" / "digits-tiny.md").read_text(), heading)
-    assert list(again) == ["ce"] and again["ce"] == first["ce"]
+    assert "0 of" in (root / "again" / "digits-tiny.md").read_text()
+
+
+def test_selection_rule_lowest_nll_then_ece_among_ties() -> None:
+    a, b, c = Candidate({"x": 1}, 0.500, 0.05), Candidate({"x": 2}, 0.5015, 0.01), Candidate({"x": 3}, 0.49, 0.2)
+    assert select([a, b]) is b  # within the tie of 0.002: lower ECE wins
+    assert select([a, b, c]) is c  # a clearly lower NLL wins whatever its ECE
+
+
+def test_job_keys_are_distinct_and_noise_is_only_in_the_noise_arm() -> None:
+    jobs = [Job("grid", m, p, 0) for m, grid in GRIDS.items() for p in grid] + [Job("noise", "ce", {}, 0)]
+    assert len({j.key for j in jobs}) == len(jobs)
+    base = PRESETS["tiny"].config
+    assert all(j.config(base).label_noise == 0 for j in jobs[:-1]) and jobs[-1].config(base).label_noise == 0.2
+
+
+def test_report_only_trains_nothing_and_lists_the_runs_not_run(tiny_report: tuple[Path, str]) -> None:
+    root, _ = tiny_report
+    before = sorted(p.name for p in (root / "runs" / "tiny").iterdir())
+    argv = [*ARGS, "--seeds", "0,1,2", "--report-only", "--out", str(root / "partial"), "--runs", str(root / "runs")]
+    assert main(argv) == 0
+    assert sorted(p.name for p in (root / "runs" / "tiny").iterdir()) == before
+    markdown = (root / "partial" / "digits-tiny.md").read_text()
+    assert "**not run**" in markdown and "ce-seed2" in markdown

@@ -111,6 +111,17 @@ def test_fit_map_methods() -> None:
         fit_map(logits, labels, "platt")
 
 
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.5])
+def test_best_map_is_the_lowest_validation_nll_of_none_ts_fts(scale: float) -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3, size=(500, 4))
+    labels = np.array([rng.choice(4, p=p) for p in softmax(logits / scale)])
+    best, figures = fit_map(logits, labels, "best")
+    nll = {"none": figures["validation_nll_before"], "temperature": figures["validation_nll_ts"]}
+    nll["focal_temperature"] = figures["validation_nll_fts"]
+    assert nll[best.kind] == min(nll.values()) or (best.kind == "temperature" and figures["fts_gamma"] == 0)
+
+
 @pytest.mark.parametrize(("name", "version", "option"), [("Bad Name", "1", "--name"), ("ok", "0", "--version")])
 def test_bad_name_or_version_is_refused_before_any_work(tmp_path: Path, name: str, version: str, option: str) -> None:
     with pytest.raises(TrainingError, match=option):

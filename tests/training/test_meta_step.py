@@ -60,13 +60,13 @@ def test_item_20_meta_gradient_is_exactly_zero_at_zero_look_ahead_lr(lr: float) 
         assert all(g.abs().sum() > 0 for g in grads)
 
 
-def test_look_ahead_is_one_plain_gradient_step_of_the_head() -> None:
+def test_look_ahead_is_one_plain_gradient_step_of_the_summed_inner_loss() -> None:
     gamma_net, head = gamma_net_and_head()
     train = feature_batch(3, 16)
     gamma = gamma_net(train.features)
     weight, bias = meta.look_ahead_head(train, head.weight, head.bias, gamma, lr=0.3)
     reference = copy.deepcopy(head)
-    focal_per_sample(reference(train.features), train.labels, gamma.detach()).mean().backward()
+    focal_per_sample(reference(train.features), train.labels, gamma.detach()).sum().backward()
     assert reference.weight.grad is not None and reference.bias.grad is not None
     torch.testing.assert_close(weight, head.weight - 0.3 * reference.weight.grad)
     assert bias is not None

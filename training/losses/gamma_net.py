@@ -5,8 +5,8 @@ arXiv 2303.15057, extending Bohdal et al.'s Meta-Calibration, TMLR 2023).
 OUR RECONSTRUCTION: no code of the paper is public, and its gamma-net architecture, SECE formula
 and bandwidth are unknown. Here the backbone minimises mean_i -(1 - p_{i,y})^{gamma_i} log p_{i,y}
 with gamma_i = g_phi(u_i) detached, u_i the detached penultimate features; g_phi (a one-hidden-layer
-MLP, softplus output clamped to [0, 10]) is updated only by the bilevel meta step of
-``training.meta`` (look-ahead of the classifier layer, meta-loss SECE + CE on a meta-validation
+MLP on layer-normalised features, output gamma_max sigmoid(.), gamma_max = 5) is updated only by
+the bilevel meta step of ``training.meta`` (look-ahead of the classifier layer, meta-loss SECE + CE on a meta-validation
 batch, Adam), which runs inside ``forward`` before the trainer's backbone step.
 """
 
@@ -32,34 +32,42 @@ from training.losses.base import (
 from training.losses.cross_entropy import true_class_log_probability
 from training.losses.focal import focal_from_log_probability
 
-GAMMA_MAX = 10.0
+GAMMA_MAX = 5.0  # the largest focal gamma of the papers' grids (FL, FLSD-53, FTS)
 SECE_BINS = 15
 ROWS_KEY = "meta.rows_drawn"
 OPTIMIZER_PREFIX = "meta.optimizer."
 
 
-def inverse_softplus(value: float) -> float:
-    """x with softplus(x) = log(1 + e^x) = value > 0."""
-    return value + math.log(-math.expm1(-value))
+def logit(value: float) -> float:
+    """x with sigmoid(x) = value in (0, 1)."""
+    return math.log(value / (1.0 - value))
 
 
 class GammaNet(nn.Module):
-    """gamma_i = clamp(softplus(w . relu(A u_i + a) + b), 0, 10): (B, D) features -> (B,) gammas.
+    """gamma_i = gamma_max sigmoid(w . relu(A LN(u_i) + a) + b): (B, D) features -> (B,) gammas.
 
-    The hidden layer is lazy (D is read from the first features or from a checkpoint). The output
-    layer starts with w = 0 and softplus(b) = initial_gamma: every sample starts at initial_gamma.
+    LN standardises each feature row (no affine), so the pre-activation does not grow with the
+    backbone's feature scale. The bounded sigmoid replaces the earlier softplus clamped to [0, 10]:
+    with softplus, d gamma / d b = sigmoid(b) ~ gamma, so once the early, under-confident phase of
+    training had pushed gamma towards 0 the meta-gradient could no longer lift it (issue 17). The
+    sigmoid starts mid-range (gamma_max / 5 = 1 by default, d gamma / d b = gamma (1 - gamma /
+    gamma_max)) and is bounded above too. The hidden layer is lazy (D is read from the first
+    features or from a checkpoint). The output layer starts with w = 0 and b = logit(initial_gamma
+    / gamma_max): every sample starts at initial_gamma.
     """
 
-    def __init__(self, width: int, initial_gamma: float) -> None:
+    def __init__(self, width: int, initial_gamma: float, gamma_max: float = GAMMA_MAX) -> None:
         super().__init__()
+        self.gamma_max = gamma_max
         self.hidden = nn.LazyLinear(width)
         self.output = nn.Linear(width, 1)
         nn.init.zeros_(self.output.weight)
-        nn.init.constant_(self.output.bias, inverse_softplus(initial_gamma))
+        nn.init.constant_(self.output.bias, logit(initial_gamma / gamma_max))
 
     def forward(self, features: Tensor) -> Tensor:
-        hidden = torch.relu(self.hidden(features))
-        return F.softplus(self.output(hidden)).squeeze(1).clamp(0.0, GAMMA_MAX)
+        standardised = F.layer_norm(features, features.shape[-1:])
+        hidden = torch.relu(self.hidden(standardised))
+        return self.gamma_max * torch.sigmoid(self.output(hidden)).squeeze(1)
 
     def materialize(self, in_features: int, device: torch.device) -> None:
         """Create the hidden layer's weights for D = in_features, on ``device``; if they exist
@@ -125,6 +133,7 @@ class GammaNetLoss(CalibrationLoss):
         sece_bandwidth: float | None = None,
         meta_fraction: float = 1 / 9,
         initial_gamma: float = 1.0,
+        gamma_max: float = GAMMA_MAX,
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
@@ -137,8 +146,11 @@ class GammaNetLoss(CalibrationLoss):
             else check_number("sece_bandwidth", sece_bandwidth, 0.0, low_open=True)
         )
         self.meta_fraction = check_number("meta_fraction", meta_fraction, 0.0, 1.0, low_open=True, high_open=True)
-        self.initial_gamma = check_number("initial_gamma", initial_gamma, 0.0, GAMMA_MAX, low_open=True, high_open=True)
-        self.gamma_net = GammaNet(self.gamma_width, self.initial_gamma)
+        self.gamma_max = check_number("gamma_max", gamma_max, 0.0, low_open=True)
+        self.initial_gamma = check_number(
+            "initial_gamma", initial_gamma, 0.0, self.gamma_max, low_open=True, high_open=True
+        )
+        self.gamma_net = GammaNet(self.gamma_width, self.initial_gamma, self.gamma_max)
         self.meta_optimizer: torch.optim.Adam | None = None
         self.statistics = EpochStatistics()
         self.epoch_summary: dict[str, float] = {}
@@ -251,6 +263,7 @@ class GammaNetLoss(CalibrationLoss):
             "sece_bandwidth": self.sece_bandwidth,
             "meta_fraction": self.meta_fraction,
             "initial_gamma": self.initial_gamma,
+            "gamma_max": self.gamma_max,
         }
 
     def rows_drawn(self) -> int:

@@ -56,17 +56,27 @@ def test_item_19_constant_gamma_reproduces_the_focal_loss(gamma: float) -> None:
 def test_item_19_zero_gamma_gives_cross_entropy() -> None:
     loss_fn, model, _, (x, y) = attached()
     with torch.no_grad():
-        loss_fn.gamma_net.output.bias.fill_(-200.0)  # softplus(-200) is 0 in float32
+        loss_fn.gamma_net.output.bias.fill_(-200.0)  # sigmoid(-200) is 0 in float32
     logits = model(x[:32])
     assert torch.equal(loss_fn.gammas(model.features(x[:32])), torch.zeros(32))
     torch.testing.assert_close(loss_fn.eval()(logits, y[:32]), F.cross_entropy(logits, y[:32]))
 
 
-def test_gammas_are_a_softplus_clamped_to_ten() -> None:
-    loss_fn, model, _, (x, _) = attached()
+@pytest.mark.parametrize("gamma_max", [2.0, 5.0])
+def test_gammas_are_a_sigmoid_bounded_by_gamma_max(gamma_max: float) -> None:
+    loss_fn, model, _, (x, _) = attached(gamma_max=gamma_max)
     with torch.no_grad():
         loss_fn.gamma_net.output.bias.fill_(50.0)
-    assert torch.equal(loss_fn.gammas(model.features(x[:8])), torch.full((8,), 10.0))
+    assert torch.equal(loss_fn.gammas(model.features(x[:8])), torch.full((8,), gamma_max))
+
+
+@pytest.mark.parametrize("scale", [10.0, 1e3])
+def test_gammas_do_not_depend_on_the_feature_scale(scale: float) -> None:  # up to LayerNorm's eps
+    loss_fn, model, _, (x, _) = attached()
+    with torch.no_grad():
+        loss_fn.gamma_net.output.weight.normal_()
+    features = 10 * model.features(x[:8]).detach()
+    torch.testing.assert_close(loss_fn.gammas(scale * features), loss_fn.gammas(features), rtol=1e-4, atol=1e-5)
 
 
 def test_reduction_convention_on_attached_network() -> None:
