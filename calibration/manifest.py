@@ -20,12 +20,14 @@ import os
 import stat
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from calibration.errors import ManifestError
+from calibration.preprocessing import Preprocessing
 
 SCHEMA_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
@@ -40,24 +42,6 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Preprocessing(_Frozen):
-    """x_model = (x_raw * scale - mean[c]) / std[c], per channel c; raw values must lie in input_range."""
-
-    scale: float = Field(gt=0, description="multiplier applied to raw values first (1/255 for uint8)")
-    mean: list[float] = Field(min_length=1)
-    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
-    layout: Literal["NCHW"] = "NCHW"
-    input_range: tuple[float, float] = Field(description="inclusive range of raw input values")
-
-    @model_validator(mode="after")
-    def _same_channels(self) -> Preprocessing:
-        if len(self.mean) != len(self.std):
-            raise ValueError("mean and std must have one value per channel")
-        if self.input_range[0] >= self.input_range[1]:
-            raise ValueError("input_range must be (low, high) with low < high")
-        return self
 
 
 class TensorSpec(_Frozen):
@@ -180,6 +164,11 @@ class Manifest(_Frozen):
         if self.output.shape[-1] != len(self.classes):
             raise ValueError(f"output shape {self.output.shape} does not end in {len(self.classes)}")
         return self
+
+    @cached_property
+    def instance_shape(self) -> tuple[int, ...]:
+        """Per-instance input shape (C, H, W): the input's shape without the batch axis."""
+        return tuple(int(d) for d in self.input.shape[1:] if d is not None)
 
 
 def sha256_of(path: Path) -> str:

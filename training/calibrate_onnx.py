@@ -16,8 +16,9 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
-from calibration.manifest import Preprocessing, TensorSpec, TrainingInfo
+from calibration.manifest import TensorSpec, TrainingInfo
 from calibration.maps import softmax
+from calibration.preprocessing import Preprocessing
 from training.artifact import (
     apply_map,
     check_batches_agree,

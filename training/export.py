@@ -16,8 +16,9 @@ import onnx
 import torch
 from torch import nn
 
-from calibration.manifest import CalibrationMap, Preprocessing, TensorSpec, TrainingInfo
+from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
+from calibration.preprocessing import Preprocessing
 from training.artifact import (
     PARITY_BATCHES,
     apply_map,
