@@ -19,7 +19,7 @@ from service.api.openapi import document_errors, error_responses
 from service.errors import ServiceError
 from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from service.model_manager import ModelManager, watching
-from service.monitoring import install_monitor_error_handler, open_monitoring
+from service.monitoring import open_monitoring
 from service.reliability import ReliabilityRenderer
 from service.repository import Repository, load_from_settings
 from service.security import AdminAuth, install_cors
@@ -75,7 +75,6 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     http_metrics = HttpMetrics(registry)
     app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics)
     install_error_handlers(app)
-    install_monitor_error_handler(app)
     app.include_router(v2.router)
     app.include_router(feedback.router, dependencies=[AdminAuth], responses=error_responses(401))
     app.include_router(v2_repository.router)
@@ -96,8 +95,9 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """ServiceError -> its status with ``{"error", "field"}``; request validation -> 422 and
-    Starlette's own errors (404 no route, 405 wrong method) -> their status, same shape."""
+    """ServiceError (the monitor's errors included) -> its status, headers and ``{"error", "field"}``;
+    request validation -> 422 and Starlette's own errors (404 no route, 405 wrong method) -> their
+    status, same shape. The one handler of the app's own errors."""
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

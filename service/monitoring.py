@@ -15,8 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from service.feedback import FeedbackRecorder
@@ -24,7 +22,6 @@ from service.monitor import (
     DriftConfig,
     Monitor,
     MonitorConfig,
-    MonitorError,
     PredictionStore,
     SQLiteStore,
     StoreError,
@@ -123,12 +120,3 @@ async def open_monitoring(
             registry.unregister(collector)
     finally:
         store.close()
-
-
-def install_monitor_error_handler(app: FastAPI) -> None:
-    """MonitorError -> its ``status_code`` with ``{"error", "field"}``; 503 adds Retry-After."""
-
-    @app.exception_handler(MonitorError)
-    async def monitor_error(_: Request, exc: MonitorError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
-        return JSONResponse({"error": str(exc), "field": None}, status_code=exc.status_code, headers=headers)

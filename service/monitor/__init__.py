@@ -26,7 +26,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
   purged/evicted); ``expired`` ones are older than the retention. Accepted labels update the window
   of the prediction's own (model, version), whichever replica served it.
 - Errors: MonitorInputError (422), UnknownModelError (404), StoreError (503); all are
-  MonitorError (a CandorError) with ``status_code``. Every method is thread-safe.
+  MonitorError (a ServiceError) with ``status``. Every method is thread-safe.
 - ``now`` (epoch seconds) defaults to the injected clock; windows are by label arrival time.
 """
 
