@@ -24,7 +24,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from calibration.errors import ManifestError
 from calibration.preprocessing import Preprocessing
@@ -53,13 +61,32 @@ class TensorSpec(_Frozen):
 
 
 class CalibrationMap(_Frozen):
-    """The map fused into the ONNX graph: p = Phi_gamma(softmax(z / T)) (gamma = 0: plain TS)."""
+    """The map fused into the ONNX graph. temperature: softmax(z / T); focal_temperature:
+    Phi_gamma(softmax(z / T)) (gamma = 0: plain TS); vector: softmax(w * z + b), one weight and one
+    bias per class (Guo et al. 2017). The kinds are implemented in training/maps (one file each)."""
 
-    kind: Literal["none", "temperature", "focal_temperature"]
+    kind: Literal["none", "temperature", "focal_temperature", "vector"]
     temperature: float = Field(default=1.0, gt=0)
     gamma: float = 0.0
+    weights: list[float] | None = Field(default=None, description="vector scaling: w, one per class")
+    biases: list[float] | None = Field(default=None, description="vector scaling: b, one per class")
     fitted_on: Literal["validation"] = "validation"
     objective: str = Field(default="nll", description="what the fit minimised on validation data")
+
+    @model_validator(mode="after")
+    def _vector_parameters(self) -> CalibrationMap:
+        per_class = (self.weights, self.biases)
+        if self.kind == "vector" and (None in per_class or len(self.weights or ()) != len(self.biases or ())):
+            raise ValueError("vector scaling needs weights and biases, one of each per class")
+        if self.kind != "vector" and per_class != (None, None):
+            raise ValueError("weights and biases belong to vector scaling only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Absent per-class parameters are left out, so other kinds serialise as before."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if not (k in ("weights", "biases") and v is None)}
 
 
 class TrainingInfo(_Frozen):

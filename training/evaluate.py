@@ -18,12 +18,13 @@ import onnx
 from tqdm import tqdm
 
 from calibration import metrics
-from calibration.manifest import MANIFEST_FILE, Manifest, verify_artifact
+from calibration.manifest import MANIFEST_FILE, CalibrationMap, Manifest, verify_artifact
 from calibration.maps import softmax
 from calibration.plots import figure_png, plot_reliability
 from candor.onnx_run import open_cpu_session, run_chunked
 from training.data import load_dataset, split_train_validation
 from training.errors import TrainingError
+from training.maps import describe_map
 from training.onnx_graph import LOGITS_KEY
 
 METRICS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece", "nll", "brier")
@@ -73,10 +74,11 @@ def metric_table(probs: np.ndarray, labels: np.ndarray, ci: bool, resamples: int
 def markdown_report(result: dict[str, Any]) -> str:
     """The table: metric, before, after (ECE-type metrics in %)."""
     percent = {"accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece"}
+    cmap = CalibrationMap.model_validate(result["map"])
     lines = [
         f"# Evaluation of {result['model']} v{result['version']} ({result['split']} split, n = {result['n']})",
         "",
-        f"Map: {describe_map(result['map'])}; before = the network's softmax, after = served output.",
+        f"Map: {describe_map(cmap)}; before = the network's softmax, after = served output.",
         "ECE-type metrics in %; brackets: 95% bootstrap interval (ECE is biased upwards by resampling).",
         "",
         "| metric | before | after |",
@@ -87,18 +89,6 @@ def markdown_report(result: dict[str, Any]) -> str:
         lines.append(f"| {name}{' (%)' if name in percent else ''} | {cells[0]} | {cells[1]} |")
     lines += ["", "![before](reliability-before.png) ![after](reliability-after.png)", ""]
     return "\n".join(lines)
-
-
-def describe_map(cmap: dict[str, Any]) -> str:
-    """'temperature scaling, T = 0.94' / 'focal temperature scaling, T = .., gamma = ..' / 'none'."""
-    if cmap["kind"] == "none":
-        return "none"
-    if cmap["kind"] == "temperature":
-        return f"temperature scaling, T = {cmap['temperature']:.4f} (fitted on validation {cmap['objective']})"
-    return (
-        f"focal temperature scaling, T = {cmap['temperature']:.4f}, gamma = {cmap['gamma']:g} "
-        f"(fitted on validation {cmap['objective']})"
-    )
 
 
 def format_cell(entry: dict[str, Any], percent: bool) -> str:

@@ -21,7 +21,6 @@ from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
 from training.artifact import (
     PARITY_BATCHES,
-    apply_map,
     check_batches_agree,
     publish_artifact,
     reference_figures,
@@ -30,6 +29,7 @@ from training.artifact import (
     uncalibrated_figures,
 )
 from training.calibrate_run import load_calibration
+from training.maps import apply_map
 from training.onnx_graph import OPSET, append_calibration_map
 from training.trainer import TrainConfig, load_checkpoint, prepare_data
 
