@@ -13,16 +13,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from service.api import calibration, feedback, ui, v1, v2, v2_repository
+from service.api import calibration, feedback, ui, v1
 from service.api.direct import DirectRoutes
+from service.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from service.api.openapi import document_errors, error_responses
+from service.api.reliability import ReliabilityRenderer
+from service.api.security import AdminAuth, install_cors
+from service.api.v2 import infer as v2
+from service.api.v2 import repository as v2_repository
 from service.errors import ServiceError
-from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
-from service.model_manager import ModelManager, watching
-from service.monitoring import open_monitoring
-from service.reliability import ReliabilityRenderer
-from service.repository import Repository, load_from_settings
-from service.security import AdminAuth, install_cors
+from service.inference.model_manager import ModelManager, watching
+from service.inference.repository import Repository, load_from_settings
+from service.monitor.wiring import open_monitoring
 from service.settings import Settings
 from service.ui.cache import PageCache
 

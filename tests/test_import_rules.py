@@ -58,5 +58,5 @@ def test_no_forbidden_import_edge(package: str) -> None:
 
 def test_the_check_sees_a_forbidden_edge(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from service.engine import Engine\n    import torch.nn\n")
+    module.write_text("def f():\n    from service.inference.engine import Engine\n    import torch.nn\n")
     assert imported_roots(module) == {"service", "torch"}

@@ -37,8 +37,8 @@ from service.monitor.drift import DriftConfig, DriftResult, Verdict
 from service.monitor.errors import MonitorError, MonitorInputError, StoreError, UnknownModelError
 from service.monitor.monitor import Monitor, MonitorConfig
 from service.monitor.schemas import CalibrationStatus, FeedbackResult
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import (
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import (
     Outcome,
     PredictionRecord,
     PredictionStore,
@@ -47,7 +47,7 @@ from service.monitor.store import (
 )
 
 if TYPE_CHECKING:  # imported lazily: the redis client is only needed with a Redis store
-    from service.monitor.redis_store import RedisStore
+    from service.monitor.stores.redis_store import RedisStore
 
 __all__ = [
     "CalibrationStatus",
@@ -75,7 +75,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """Import RedisStore on first use, so the package works without the redis client."""
     if name == "RedisStore":
-        from service.monitor.redis_store import RedisStore
+        from service.monitor.stores.redis_store import RedisStore
 
         return RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,8 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
-from service.batching import BatchConfig
-from service.engine import load_engine, new_prediction_ids
+from service.inference.batching import BatchConfig
+from service.inference.engine import load_engine, new_prediction_ids
 
 
 def test_prediction_ids_are_unique_hex_and_later_ids_sort_later() -> None:

@@ -13,7 +13,7 @@ from test_onnx_graph import K, extreme_logits, identity_logits_graph, run
 
 from calibration.manifest import CalibrationMap, verify_artifact
 from calibration.maps import softmax
-from service.engine import load_engine
+from service.inference.engine import load_engine
 from training.calibrate_onnx import calibrate_onnx
 from training.map_fit import METHODS, fit_map
 from training.maps import MAPS, apply_map, describe_map

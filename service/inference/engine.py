@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 from calibration.errors import InputError
 from calibration.manifest import Manifest, load_verified
 from candor.onnx_run import CUDA, requested_providers, session_options
-from service.batching import BatchConfig, Batcher
 from service.errors import ArtifactError, BadRequest
+from service.inference.batching import BatchConfig, Batcher
 
 
 def open_session(model: bytes, path: Path, providers: str, intra_op_threads: int) -> ort.InferenceSession:
@@ -57,7 +57,7 @@ class Recorder(Protocol):
 
 class Unrecorded:
     """The recorder of an engine outside an app (tests, benchmarks): fresh ids, stored nowhere.
-    The app replaces it (service.monitoring.Monitoring.register) before the engine serves."""
+    The app replaces it (service.monitor.wiring.Monitoring.register) before the engine serves."""
 
     def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
         return new_prediction_ids(len(probs))
