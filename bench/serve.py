@@ -63,7 +63,7 @@ def build_models(root: Path, heavy: bool = True) -> Path:
 
 
 def session(directory: Path, threads: int) -> ort.InferenceSession:
-    """A session opened exactly as the service opens it (service.engine.open_session options)."""
+    """A session opened exactly as the service opens it (service.inference.engine.open_session options)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     return ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])

@@ -21,3 +21,13 @@ class ManifestError(CalibrationError):
         self.field = field
         self.problem = problem
         super().__init__(f"{path}: field '{field}': {problem}")
+
+
+class InputError(CalibrationError):
+    """Raw instances an artifact cannot take (shape, NaN, outside the input range); ``field`` names
+    the element, e.g. ``instances[0][3][7]``. The service answers it as a 400 naming that field."""
+
+    def __init__(self, message: str, field: str) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(f"{field}: {message}")

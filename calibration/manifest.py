@@ -20,12 +20,22 @@ import os
 import stat
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from calibration.errors import ManifestError
+from calibration.preprocessing import Preprocessing
 
 SCHEMA_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
@@ -42,24 +52,6 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Preprocessing(_Frozen):
-    """x_model = (x_raw * scale - mean[c]) / std[c], per channel c; raw values must lie in input_range."""
-
-    scale: float = Field(gt=0, description="multiplier applied to raw values first (1/255 for uint8)")
-    mean: list[float] = Field(min_length=1)
-    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
-    layout: Literal["NCHW"] = "NCHW"
-    input_range: tuple[float, float] = Field(description="inclusive range of raw input values")
-
-    @model_validator(mode="after")
-    def _same_channels(self) -> Preprocessing:
-        if len(self.mean) != len(self.std):
-            raise ValueError("mean and std must have one value per channel")
-        if self.input_range[0] >= self.input_range[1]:
-            raise ValueError("input_range must be (low, high) with low < high")
-        return self
-
-
 class TensorSpec(_Frozen):
     """An ONNX graph input or output: name, dtype, shape with None for the dynamic batch axis."""
 
@@ -69,13 +61,32 @@ class TensorSpec(_Frozen):
 
 
 class CalibrationMap(_Frozen):
-    """The map fused into the ONNX graph: p = Phi_gamma(softmax(z / T)) (gamma = 0: plain TS)."""
+    """The map fused into the ONNX graph. temperature: softmax(z / T); focal_temperature:
+    Phi_gamma(softmax(z / T)) (gamma = 0: plain TS); vector: softmax(w * z + b), one weight and one
+    bias per class (Guo et al. 2017). The kinds are implemented in training/maps (one file each)."""
 
-    kind: Literal["none", "temperature", "focal_temperature"]
+    kind: Literal["none", "temperature", "focal_temperature", "vector"]
     temperature: float = Field(default=1.0, gt=0)
     gamma: float = 0.0
+    weights: list[float] | None = Field(default=None, description="vector scaling: w, one per class")
+    biases: list[float] | None = Field(default=None, description="vector scaling: b, one per class")
     fitted_on: Literal["validation"] = "validation"
     objective: str = Field(default="nll", description="what the fit minimised on validation data")
+
+    @model_validator(mode="after")
+    def _vector_parameters(self) -> CalibrationMap:
+        per_class = (self.weights, self.biases)
+        if self.kind == "vector" and (None in per_class or len(self.weights or ()) != len(self.biases or ())):
+            raise ValueError("vector scaling needs weights and biases, one of each per class")
+        if self.kind != "vector" and per_class != (None, None):
+            raise ValueError("weights and biases belong to vector scaling only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Absent per-class parameters are left out, so other kinds serialise as before."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if not (k in ("weights", "biases") and v is None)}
 
 
 class TrainingInfo(_Frozen):
@@ -180,6 +191,11 @@ class Manifest(_Frozen):
         if self.output.shape[-1] != len(self.classes):
             raise ValueError(f"output shape {self.output.shape} does not end in {len(self.classes)}")
         return self
+
+    @cached_property
+    def instance_shape(self) -> tuple[int, ...]:
+        """Per-instance input shape (C, H, W): the input's shape without the batch axis."""
+        return tuple(int(d) for d in self.input.shape[1:] if d is not None)
 
 
 def sha256_of(path: Path) -> str:

@@ -13,17 +13,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from service.api import calibration, feedback, ui, v1, v2, v2_repository
+from service.api import calibration, feedback, ui, v1
 from service.api.direct import DirectRoutes
+from service.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from service.api.openapi import document_errors, error_responses
+from service.api.reliability import ReliabilityRenderer
+from service.api.security import AdminAuth, install_cors
+from service.api.v2 import infer as v2
+from service.api.v2 import repository as v2_repository
 from service.errors import ServiceError
 from service.grpc.server import serving_grpc
-from service.http_metrics import HttpMetrics, HttpMetricsMiddleware
-from service.model_manager import ModelManager, watching
-from service.monitoring import install_monitor_error_handler, open_monitoring
-from service.reliability import ReliabilityRenderer
-from service.repository import Repository, load_from_settings
-from service.security import AdminAuth, install_cors
+from service.inference.model_manager import ModelManager, watching
+from service.inference.repository import Repository, load_from_settings
+from service.monitor.wiring import open_monitoring
 from service.settings import Settings
 from service.ui.cache import PageCache
 
@@ -79,7 +81,6 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     http_metrics = HttpMetrics(registry)
     app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics)
     install_error_handlers(app)
-    install_monitor_error_handler(app)
     app.include_router(v2.router)
     app.include_router(feedback.router, dependencies=[AdminAuth], responses=error_responses(401))
     app.include_router(v2_repository.router)
@@ -100,8 +101,9 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """ServiceError -> its status with ``{"error", "field"}``; request validation -> 422 and
-    Starlette's own errors (404 no route, 405 wrong method) -> their status, same shape."""
+    """ServiceError (the monitor's errors included) -> its status, headers and ``{"error", "field"}``;
+    request validation -> 422 and Starlette's own errors (404 no route, 405 wrong method) -> their
+    status, same shape. The one handler of the app's own errors."""
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -1,5 +1,5 @@
 """``candor serve``: verify every artifact, then run uvicorn (httptools, one worker, the event loop
-of settings.event_loop; idle keep-alive connections answer through the drain, service.http_protocol)."""
+of settings.event_loop; idle keep-alive connections answer through the drain, service.api.http_protocol)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ def run_serve(args: argparse.Namespace) -> int:
     """Load settings (CLI flags override CANDOR_* variables), verify artifacts, serve."""
     import uvicorn
 
+    from service.api.http_protocol import DrainingHttpToolsProtocol
     from service.app import create_app
     from service.errors import ServiceError
-    from service.http_protocol import DrainingHttpToolsProtocol
-    from service.repository import load_from_settings
+    from service.inference.repository import load_from_settings
 
     overrides = {
         k: v for k, v in {"host": args.host, "port": args.port, "models_dir": args.models_dir}.items() if v is not None
@@ -109,7 +109,7 @@ def check_store_opens(settings: Settings) -> None:
     so that a store in use by another candor process is a one-line error, not a failed start-up."""
     from service.errors import ServiceError
     from service.monitor import MonitorError
-    from service.monitoring import open_store
+    from service.monitor.wiring import open_store
 
     if settings.store_url is not None and not settings.store_url.startswith("sqlite://"):
         return  # Redis: reached in the lifespan (replicas may start before it answers)

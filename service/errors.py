@@ -1,4 +1,6 @@
-"""One error base class carrying its HTTP status; one handler renders ``{"error", "field"}``."""
+"""One error base class carrying its HTTP status, the field and extra headers; one handler
+(service.app.install_error_handlers) renders ``{"error", "field"}``. The monitor's errors
+(service.monitor.errors) derive from it too."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ class ServiceError(CandorError):
     """An error answered to the client with ``status`` and a JSON body naming the field."""
 
     status = 400
+    retry_after_s: int | None = None  # set: answered with Retry-After (a retryable 503)
 
     def __init__(self, message: str, field: str | None = None) -> None:
         self.message = message
@@ -20,8 +23,9 @@ class ServiceError(CandorError):
         return {"error": str(self), "field": self.field}
 
     def headers(self) -> dict[str, str]:
-        """Extra response headers (Retry-After, WWW-Authenticate); none by default."""
-        return {}
+        """Extra response headers: Retry-After when ``retry_after_s`` is set; subclasses add
+        their own (WWW-Authenticate, Connection)."""
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class BadRequest(ServiceError):
@@ -81,9 +85,6 @@ class Unavailable(ServiceError):
     def __init__(self, message: str, field: str | None = None, retry_after_s: int = 1) -> None:
         super().__init__(message, field)
         self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
 
 
 class QueueFull(Unavailable):

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535, description="KServe V2 gRPC port (service/grpc); unset: no gRPC server"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    # serving: dynamic batching, backpressure, deadlines (service/batching.py)
+    # serving: dynamic batching, backpressure, deadlines (service/inference/batching.py)
     # CPU defaults: small batches, no wait. The event loop parses the next batch's requests while
     # the model runs this one; one large batch leaves the two taking turns (docs/benchmarks.md).
     max_batch_size: int = Field(default=8, ge=1, description="most instances coalesced into one ONNX Runtime call")
@@ -60,13 +60,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0, description="per-request deadline; past it: 503")
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After (seconds) sent with 503")
     shutdown_timeout_s: float = Field(default=30.0, gt=0, description="SIGTERM: longest drain of in-flight requests")
-    # versions and hot reload (service/model_manager.py)
+    # versions and hot reload (service/inference/model_manager.py)
     default_versions: dict[str, str] = Field(
         default_factory=dict, description='version for unversioned calls, e.g. {"digits-cnn": "1"}'
     )
     watch_models: bool = Field(default=False, description="poll models_dir and reload changed artifacts")
     watch_interval_s: float = Field(default=2.0, gt=0, description="polling interval of watch_models")
-    # security (service/security.py)
+    # security (service/api/security.py)
     auth_token: SecretStr | None = Field(
         default=None,
         description="bearer token for feedback and repository endpoints (never logged); unset: those "
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         "under overload; uvloop, saturated by 1024 connections, left a new connection unanswered for "
         "10 s and more, and was no faster here otherwise (docs/benchmarks.md)",
     )
-    # calibration monitor (service/monitoring.py): prediction store and windows
+    # calibration monitor (service/monitor/wiring.py): prediction store and windows
     state_dir: Path = Field(default=Path(".candor"), description="directory of the default SQLite store (created)")
     store_url: str | None = Field(
         default=None,

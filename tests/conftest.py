@@ -28,7 +28,7 @@ class DigitsArtifact:
 def isolated_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """CANDOR_STATE_DIR in a temp dir for the session (apps and `candor serve` children), so no
     test writes the default prediction store under the working directory. Module-scoped apps
-    name a state_dir of their own: one app or process per store file (service.monitor.pending_log)."""
+    name a state_dir of their own: one app or process per store file (service.monitor.stores.pending_log)."""
     state_dir = tmp_path_factory.mktemp("candor-state")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CANDOR_STATE_DIR", str(state_dir))

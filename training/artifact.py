@@ -18,7 +18,6 @@ import onnxruntime as ort
 from calibration.binning import DEFAULT_BINS, bin_edges
 from calibration.manifest import (
     ONNX_FILE,
-    CalibrationMap,
     ConfidenceHistogram,
     Manifest,
     ReferenceFigures,
@@ -27,7 +26,6 @@ from calibration.manifest import (
     sha256_of,
     write_manifest,
 )
-from calibration.maps import focal_temperature_scale, softmax
 from calibration.metrics import accuracy, adaptive_ece, bin_statistics, brier, classwise_ece, ece, nll
 from training.errors import ExportParityError, TrainingError
 
@@ -41,13 +39,6 @@ def run_onnx(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 1024) -> n
     name = session.get_inputs()[0].name
     outs = [session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
     return np.concatenate(outs).astype(np.float64)
-
-
-def apply_map(logits: np.ndarray, cmap: CalibrationMap) -> np.ndarray:
-    """p = Phi_gamma(softmax(z / T)) for any map kind (none: T = 1, gamma = 0), in numpy float64."""
-    if cmap.kind == "none":
-        return softmax(logits)
-    return focal_temperature_scale(logits, cmap.temperature, cmap.gamma)
 
 
 def check_batches_agree(graph: onnx.ModelProto, x: np.ndarray, expected: np.ndarray) -> float:

@@ -16,10 +16,10 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
-from calibration.manifest import Preprocessing, TensorSpec, TrainingInfo
+from calibration.manifest import TensorSpec, TrainingInfo
 from calibration.maps import softmax
+from calibration.preprocessing import Preprocessing
 from training.artifact import (
-    apply_map,
     check_batches_agree,
     publish_artifact,
     reference_figures,
@@ -29,6 +29,7 @@ from training.artifact import (
 )
 from training.errors import TrainingError
 from training.map_fit import fit_map
+from training.maps import apply_map
 from training.onnx_graph import append_calibration_map, logits_output
 
 FLOAT32_RANGE = (-3.4e38, 3.4e38)

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+class MapMethods:
+    """The ``--method`` choices, read from the map registry (training.map_fit.METHODS) only when a
+    calibrate command is parsed: the registry imports onnx, which ``candor serve`` must not need."""
+
+    def __contains__(self, method: object) -> bool:
+        from training.map_fit import METHODS
+
+        return method in METHODS
+
+    def __iter__(self) -> Iterator[str]:
+        from training.map_fit import METHODS
+
+        return iter(METHODS)
 
 
 def add_training_commands(commands: Any) -> None:
@@ -21,8 +37,10 @@ def add_training_commands(commands: Any) -> None:
     calibrate.add_argument(
         "--method",
         default="best",
-        choices=["ts", "fts", "best"],
-        help="ts, fts (focal temperature scaling) or best: none, TS or FTS by the lowest held-out NLL",
+        choices=MapMethods(),
+        metavar="METHOD",
+        help="a fitted map of training/maps (ts, fts: focal temperature, vs: vector scaling, ...) "
+        "or best: none, TS or FTS by the lowest held-out NLL",
     )
     calibrate.set_defaults(handler=run_calibrate)
 
@@ -37,7 +55,7 @@ def add_training_commands(commands: Any) -> None:
         help=".npz with x (model-ready inputs), y, optional classes",
     )
     foreign.add_argument("--test", type=Path, help=".npz for the reference figures (default: half of --val)")
-    foreign.add_argument("--method", default="best", choices=["ts", "fts", "best"])
+    foreign.add_argument("--method", default="best", choices=MapMethods(), metavar="METHOD", help="as for calibrate")
     foreign.add_argument("--name", required=True)
     foreign.add_argument("--version", required=True)
     foreign.add_argument("--models-dir", type=Path, default=Path("models"))

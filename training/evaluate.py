@@ -1,6 +1,6 @@
 """``candor evaluate``: every metric before and after the map, measured through ONNX Runtime.
 
-The artifact is run exactly as served (the engine's preprocessing, the fused graph); "before" reads
+The artifact is run exactly as served (the manifest's preprocessing, the fused graph); "before" reads
 the logits tensor the map consumes (recorded in the graph's metadata) and applies a plain softmax.
 A run directory is exported to a temporary artifact first. Writes metrics.json, report.md and PNG
 reliability diagrams (before / after).
@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from tqdm import tqdm
 
 from calibration import metrics
-from calibration.manifest import MANIFEST_FILE, Manifest, verify_artifact
+from calibration.manifest import MANIFEST_FILE, CalibrationMap, Manifest, verify_artifact
 from calibration.maps import softmax
 from calibration.plots import figure_png, plot_reliability
+from candor.onnx_run import open_cpu_session, run_chunked
 from training.data import load_dataset, split_train_validation
 from training.errors import TrainingError
+from training.maps import describe_map
 from training.onnx_graph import LOGITS_KEY
 
 METRICS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece", "nll", "brier")
@@ -44,23 +45,18 @@ def evaluation_split(manifest: Manifest, split: str) -> tuple[np.ndarray, np.nda
 def probabilities_before_after(artifact: Path, manifest: Manifest, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(softmax of the graph's logits, the served calibrated probabilities), float64.
 
-    Inputs go through the service's own preprocessing; the graph gets its logits tensor as a second
+    Inputs go through the manifest's preprocessing (as the service does); the graph gets its logits tensor as a second
     output, so both come from one ONNX Runtime pass of the served graph.
     """
-    from service.engine import Engine, open_session
-
     model = (artifact / manifest.onnx_file).read_bytes()
     graph = onnx.load_from_string(model)
     logits_name = {p.key: p.value for p in graph.metadata_props}.get(LOGITS_KEY)
     if logits_name is None:
         raise TrainingError(f"{artifact}: the graph does not record its logits tensor; re-export it")
-    engine = Engine(manifest, open_session(model, artifact / manifest.onnx_file, "cpu", 0), artifact)
-    x = engine.preprocess(raw.astype(np.float64), "instances")
+    x = manifest.preprocessing.normalise(raw.astype(np.float64), manifest.instance_shape, "instances")
     graph.graph.output.append(onnx.helper.make_tensor_value_info(logits_name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    outs = [session.run(None, {manifest.input.name: x[i : i + 1024]}) for i in range(0, len(x), 1024)]
-    calibrated = np.concatenate([o[0] for o in outs]).astype(np.float64)
-    return softmax(np.concatenate([o[1] for o in outs]).astype(np.float64)), calibrated
+    calibrated, logits = run_chunked(open_cpu_session(graph.SerializeToString()), manifest.input.name, x)
+    return softmax(logits.astype(np.float64)), calibrated.astype(np.float64)
 
 
 def metric_table(probs: np.ndarray, labels: np.ndarray, ci: bool, resamples: int) -> dict[str, Any]:
@@ -78,10 +74,11 @@ def metric_table(probs: np.ndarray, labels: np.ndarray, ci: bool, resamples: int
 def markdown_report(result: dict[str, Any]) -> str:
     """The table: metric, before, after (ECE-type metrics in %)."""
     percent = {"accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece"}
+    cmap = CalibrationMap.model_validate(result["map"])
     lines = [
         f"# Evaluation of {result['model']} v{result['version']} ({result['split']} split, n = {result['n']})",
         "",
-        f"Map: {describe_map(result['map'])}; before = the network's softmax, after = served output.",
+        f"Map: {describe_map(cmap)}; before = the network's softmax, after = served output.",
         "ECE-type metrics in %; brackets: 95% bootstrap interval (ECE is biased upwards by resampling).",
         "",
         "| metric | before | after |",
@@ -92,18 +89,6 @@ def markdown_report(result: dict[str, Any]) -> str:
         lines.append(f"| {name}{' (%)' if name in percent else ''} | {cells[0]} | {cells[1]} |")
     lines += ["", "![before](reliability-before.png) ![after](reliability-after.png)", ""]
     return "\n".join(lines)
-
-
-def describe_map(cmap: dict[str, Any]) -> str:
-    """'temperature scaling, T = 0.94' / 'focal temperature scaling, T = .., gamma = ..' / 'none'."""
-    if cmap["kind"] == "none":
-        return "none"
-    if cmap["kind"] == "temperature":
-        return f"temperature scaling, T = {cmap['temperature']:.4f} (fitted on validation {cmap['objective']})"
-    return (
-        f"focal temperature scaling, T = {cmap['temperature']:.4f}, gamma = {cmap['gamma']:g} "
-        f"(fitted on validation {cmap['objective']})"
-    )
 
 
 def format_cell(entry: dict[str, Any], percent: bool) -> str:

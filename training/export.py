@@ -16,11 +16,11 @@ import onnx
 import torch
 from torch import nn
 
-from calibration.manifest import CalibrationMap, Preprocessing, TensorSpec, TrainingInfo
+from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
+from calibration.preprocessing import Preprocessing
 from training.artifact import (
     PARITY_BATCHES,
-    apply_map,
     check_batches_agree,
     publish_artifact,
     reference_figures,
@@ -29,6 +29,7 @@ from training.artifact import (
     uncalibrated_figures,
 )
 from training.calibrate_run import load_calibration
+from training.maps import apply_map
 from training.onnx_graph import OPSET, append_calibration_map
 from training.trainer import TrainConfig, load_checkpoint, prepare_data
 

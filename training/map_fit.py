@@ -5,31 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 from calibration.manifest import CalibrationMap
-from training.errors import TrainingError
-from training.posthoc import fit_focal_temperature, fit_temperature
+from training.maps import FITTED, fit_function
+from training.maps.softmax import fit_ts
 
-METHODS = ("ts", "fts", "best")
+METHODS = (*FITTED, "best")  # --method choices: every fitted map of the registry, and best
 
 
 def fit_map(logits: np.ndarray, labels: np.ndarray, method: str) -> tuple[CalibrationMap, dict[str, float]]:
-    """Fit the post-hoc map on validation logits by NLL.
+    """Fit the post-hoc map on held-out logits by NLL; TS is always fitted, for its figures.
 
-    ts: temperature scaling; fts: focal temperature scaling (METHODS decision 3); best: the lowest
-    validation NLL among {none, TS, FTS} (FTS with gamma = 0 is TS exactly, so a TS fit is kept on
-    ties; no map at all when neither fit lowers the NLL of the raw softmax).
+    ts, fts, vs, ...: that map of training.maps.MAPS; best: the lowest held-out NLL among
+    {none, TS, FTS} (FTS with gamma = 0 is TS exactly, so a TS fit is kept on ties; no map at all
+    when neither fit lowers the NLL of the raw softmax).
     """
-    if method not in METHODS:
-        raise TrainingError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
-    ts = fit_temperature(logits, labels)
-    chosen = CalibrationMap(kind="temperature", temperature=ts.temperature, objective="nll")
-    figures = {"validation_nll_before": ts.nll_before, "validation_nll_ts": ts.nll_after}
-    if method in ("fts", "best"):
-        fts = fit_focal_temperature(logits, labels)
-        figures.update(validation_nll_fts=fts.nll_after, fts_gamma=fts.gamma, fts_temperature=fts.temperature)
-        if method == "fts" or (fts.nll_after < ts.nll_after and fts.gamma != 0):
-            chosen = CalibrationMap(
-                kind="focal_temperature", temperature=fts.temperature, gamma=fts.gamma, objective="nll"
-            )
-    if method == "best" and min(figures.get("validation_nll_fts", np.inf), ts.nll_after) >= ts.nll_before:
+    fit_other = fit_function(method)
+    chosen, figures = fit_ts(logits, labels)
+    if method == "ts":
+        return chosen, figures
+    other, more = fit_other(logits, labels)
+    figures.update(more)
+    if method != "best":
+        return other, figures
+    if more["validation_nll_fts"] < figures["validation_nll_ts"] and other.gamma != 0:
+        chosen = other
+    if min(more["validation_nll_fts"], figures["validation_nll_ts"]) >= figures["validation_nll_before"]:
         chosen = CalibrationMap(kind="none", objective="nll")
     return chosen, figures

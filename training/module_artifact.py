@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from calibration.manifest import CalibrationMap, Preprocessing, TensorSpec, TrainingInfo
+from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
+from calibration.preprocessing import Preprocessing
 from training.artifact import (
     publish_artifact,
     reference_figures,

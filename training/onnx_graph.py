@@ -6,12 +6,11 @@ any framework, so the served map has one implementation.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from calibration.manifest import CalibrationMap
-from training.onnx_focal import focal_temperature_nodes
+from training.maps import family_of
 
 OPSET = 17
 PROBABILITIES = "probabilities"
@@ -33,8 +32,7 @@ def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
 def append_calibration_map(
     model: onnx.ModelProto, cmap: CalibrationMap, num_classes: int | None = None
 ) -> onnx.ModelProto:
-    """A copy whose output ``probabilities`` = map(logits): softmax(z), softmax(z / T), or
-    Phi_gamma(softmax(z / T)) for focal temperature scaling (float64 inside the map)."""
+    """A copy whose output ``probabilities`` = map(logits), the map's nodes from training.maps."""
     composed = onnx.ModelProto()
     composed.CopyFrom(model)
     logits = logits_output(composed)
@@ -42,19 +40,8 @@ def append_calibration_map(
     if not num_classes:
         raise ValueError(f"logits output '{logits.name}' has a symbolic class axis: pass num_classes")
     graph = composed.graph
-    if cmap.kind == "none":
-        nodes = [helper.make_node("Softmax", [logits.name], [PROBABILITIES], axis=-1, name="calib_softmax")]
-    elif cmap.kind == "temperature":
-        graph.initializer.append(numpy_helper.from_array(np.array(cmap.temperature, np.float32), "calib_T"))
-        nodes = [
-            helper.make_node("Div", [logits.name, "calib_T"], ["calib_scaled"], name="calib_div_T"),
-            helper.make_node("Softmax", ["calib_scaled"], [PROBABILITIES], axis=-1, name="calib_softmax"),
-        ]
-    else:  # focal_temperature
-        nodes, constants = focal_temperature_nodes(
-            logits.name, PROBABILITIES, cmap.temperature, cmap.gamma, num_classes
-        )
-        graph.initializer.extend(constants)
+    nodes, constants = family_of(cmap).nodes(logits.name, PROBABILITIES, cmap, num_classes)
+    graph.initializer.extend(constants)
     graph.node.extend(nodes)
     batch = logits.type.tensor_type.shape.dim[0]
     out = helper.make_tensor_value_info(

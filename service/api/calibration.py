@@ -9,8 +9,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import MonitoringDep, ReliabilityDep, RepositoryDep
 from service.api.openapi import error_responses
+from service.inference.repository import Repository
 from service.monitor import CalibrationStatus, Monitor
-from service.repository import Repository
 
 router = APIRouter(tags=["monitoring"])
 

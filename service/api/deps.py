@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.monitoring import Monitoring
-from service.reliability import ReliabilityRenderer
-from service.repository import Repository
+from service.api.reliability import ReliabilityRenderer
+from service.inference.repository import Repository
+from service.monitor.wiring import Monitoring
 from service.settings import Settings
 
 

@@ -6,7 +6,7 @@ send; on the hot paths that cost more than the handler itself (bench/request_pat
 path matches a ``DocumentedRoute`` in ``routes`` is answered here with the same behaviour: the
 app's exception handlers turn exceptions into answers, request metrics are recorded, and an
 exception no handler takes propagates to uvicorn (500), as from the full stack; a client that
-disconnects before its answer is counted as 499 (service.http_metrics), with no answer sent. Requests carrying
+disconnects before its answer is counted as 499 (service.api.http_metrics), with no answer sent. Requests carrying
 an ``Origin`` header take the full stack when CORS is configured, so its middleware sees them.
 """
 
@@ -20,8 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from service.api.http_metrics import CLIENT_CLOSED_REQUEST, HttpMetrics
 from service.api.openapi import DocumentedRoute
-from service.http_metrics import CLIENT_CLOSED_REQUEST, HttpMetrics
 
 ExceptionHandler = Callable[[Request, Any], Awaitable[Response]]
 

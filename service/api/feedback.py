@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from service.api.body import read_limited_body
 from service.api.deps import MonitoringDep, SettingsDep
 from service.api.openapi import error_responses, inline_schema
-from service.feedback import FeedbackRequest, parse_feedback
 from service.monitor import FeedbackResult
+from service.monitor.feedback import FeedbackRequest, parse_feedback
 
 router = APIRouter(tags=["monitoring"])
 

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import MonitoringDep, RepositoryDep, SettingsDep
 from service.errors import ModelNotFound
-from service.monitoring import Monitoring
-from service.repository import Repository
+from service.inference.repository import Repository
+from service.monitor.wiring import Monitoring
 from service.settings import Settings
 from service.ui import auth
 from service.ui.cache import PageCache

@@ -17,9 +17,9 @@ from calibration.manifest import Manifest
 from service.api.body import decode_json_object, may_hold_booleans, numeric_array, read_limited_body
 from service.api.deps import repository_of, settings_of
 from service.api.openapi import DocumentedRoute, operation
-from service.engine import Served
+from service.api.security import check_inference_token
 from service.errors import BadRequest
-from service.security import check_inference_token
+from service.inference.engine import Served
 
 
 class Prediction(BaseModel):

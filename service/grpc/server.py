@@ -12,7 +12,7 @@ import grpc
 from service.errors import ServiceError
 from service.grpc.servicer import InferenceServicer
 from service.grpc.stubs import load
-from service.repository import Repository
+from service.inference.repository import Repository
 from service.settings import Settings
 
 log = logging.getLogger("service.grpc")

@@ -4,9 +4,9 @@ Every method answers from the shared ``Repository``; ModelInfer goes through the
 (``Engine.infer``), which records each served row with the monitor, so its prediction ids are the
 ones ``POST /v1/feedback`` accepts. They come back as the ``prediction_id`` output and, joined by
 commas in row order, as the response parameter ``prediction_ids``. With ``auth_inference`` the call
-needs ``authorization: Bearer <token>`` metadata (service.security.check_bearer).
+needs ``authorization: Bearer <token>`` metadata (service.api.security.check_bearer).
 
-Errors keep the HTTP contract's meaning: a ServiceError (or MonitorError) aborts the call with the
+Errors keep the HTTP contract's meaning: a ServiceError (a MonitorError is one) aborts the call with the
 status code of its HTTP status (400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 404 NOT_FOUND, 413
 RESOURCE_EXHAUSTED, 503 UNAVAILABLE...) and its message, which names the field.
 """
@@ -20,13 +20,12 @@ from typing import Any, TypeVar
 
 import grpc
 
-from service.api.v2_schemas import model_metadata_of
-from service.api.v2_tensors import output_tensors
+from service.api.security import check_bearer
+from service.api.v2.schemas import model_metadata_of
+from service.api.v2.tensors import output_tensors
 from service.errors import ModelNotFound, ServiceError
 from service.grpc.tensors import input_array, outputs_asked, raw_contents, shape_of
-from service.monitor import MonitorError
-from service.repository import Repository
-from service.security import check_bearer
+from service.inference.repository import Repository
 from service.settings import Settings
 
 EXTENSIONS = ["parameters"]
@@ -42,17 +41,16 @@ STATUS_CODES = {
 Response = TypeVar("Response")
 
 
-def status_code(exc: ServiceError | MonitorError) -> grpc.StatusCode:
+def status_code(exc: ServiceError) -> grpc.StatusCode:
     """The gRPC status of an error that carries an HTTP status (INTERNAL for a server fault)."""
-    http = exc.status if isinstance(exc, ServiceError) else exc.status_code
-    return STATUS_CODES.get(http, grpc.StatusCode.INTERNAL)
+    return STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL)
 
 
 async def answered(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Response]]) -> Response:
-    """Run one method; a ServiceError or MonitorError aborts the call with its status and message."""
+    """Run one method; a ServiceError (monitor errors included) aborts the call with its status and message."""
     try:
         return await call()
-    except (ServiceError, MonitorError) as exc:
+    except ServiceError as exc:
         await context.abort(status_code(exc), str(exc))
         raise  # abort raises; never reached
 

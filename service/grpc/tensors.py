@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.api.v2_tensors import INPUT_DTYPES, RequestedOutput, read_input, requested_outputs
+from service.api.v2.tensors import INPUT_DTYPES, RequestedOutput, read_input, requested_outputs
 from service.errors import BadRequest
 
 FIELD = "inputs[0]"

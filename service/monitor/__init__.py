@@ -26,7 +26,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
   purged/evicted); ``expired`` ones are older than the retention. Accepted labels update the window
   of the prediction's own (model, version), whichever replica served it.
 - Errors: MonitorInputError (422), UnknownModelError (404), StoreError (503); all are
-  MonitorError (a CandorError) with ``status_code``. Every method is thread-safe.
+  MonitorError (a ServiceError) with ``status``. Every method is thread-safe.
 - ``now`` (epoch seconds) defaults to the injected clock; windows are by label arrival time.
 """
 
@@ -37,8 +37,8 @@ from service.monitor.drift import DriftConfig, DriftResult, Verdict
 from service.monitor.errors import MonitorError, MonitorInputError, StoreError, UnknownModelError
 from service.monitor.monitor import Monitor, MonitorConfig
 from service.monitor.schemas import CalibrationStatus, FeedbackResult
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import (
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import (
     Outcome,
     PredictionRecord,
     PredictionStore,
@@ -47,7 +47,7 @@ from service.monitor.store import (
 )
 
 if TYPE_CHECKING:  # imported lazily: the redis client is only needed with a Redis store
-    from service.monitor.redis_store import RedisStore
+    from service.monitor.stores.redis_store import RedisStore
 
 __all__ = [
     "CalibrationStatus",
@@ -75,7 +75,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """Import RedisStore on first use, so the package works without the redis client."""
     if name == "RedisStore":
-        from service.monitor.redis_store import RedisStore
+        from service.monitor.stores.redis_store import RedisStore
 
         return RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,26 +1,26 @@
-"""Typed errors of the monitor; each carries the HTTP status the app should answer with."""
+"""Typed errors of the monitor: ServiceErrors, each with the HTTP status the app answers with."""
 
 from __future__ import annotations
 
-from calibration.errors import CandorError
+from service.errors import ServiceError
 
 
-class MonitorError(CandorError):
-    """Base class of every error the monitor raises on purpose (a CandorError)."""
+class MonitorError(ServiceError):
+    """Base class of every error the monitor raises on purpose (a ServiceError, so a CandorError)."""
 
-    status_code: int = 500
+    status = 500
 
 
 class MonitorInputError(MonitorError, ValueError):
     """Unusable arguments: lengths differ, confidence outside [0, 1], negative label."""
 
-    status_code = 422
+    status = 422
 
 
 class UnknownModelError(MonitorError, KeyError):
     """A (model, version) the monitor has neither a reference for nor seen traffic of."""
 
-    status_code = 404
+    status = 404
 
     def __init__(self, model: str, version: str) -> None:
         self.model = model
@@ -28,10 +28,12 @@ class UnknownModelError(MonitorError, KeyError):
         super().__init__(f"no calibration monitor for model '{model}' version '{version}'")
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+        return str(self.message)
 
 
 class StoreError(MonitorError):
-    """The prediction store failed (disk, database, Redis unreachable); nothing was half-applied."""
+    """The prediction store failed (disk, database, Redis unreachable); nothing was half-applied.
+    Answered 503 with Retry-After: 1."""
 
-    status_code = 503
+    status = 503
+    retry_after_s = 1

@@ -26,7 +26,7 @@ from service.monitor.schemas import (
     reliability_bins,
 )
 from service.monitor.state import ModelSnapshot, ModelState, reference_statistics
-from service.monitor.store import Outcome, PredictionRecord, PredictionStore, Resolution
+from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, Resolution
 from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, Clock
 
 ModelKey = tuple[str, str]

@@ -10,6 +10,7 @@ MAP_NAMES = {
     "none": "none (raw softmax)",
     "temperature": "temperature scaling",
     "focal_temperature": "focal temperature scaling",
+    "vector": "vector scaling",
 }
 
 
@@ -22,6 +23,8 @@ def calibration_map(manifest: Manifest | None) -> str:
         )
     m = manifest.calibration
     params = f"T = {num(m.temperature, 4)}" + ("" if m.kind != "focal_temperature" else f", \u03b3 = {num(m.gamma, 3)}")
+    if m.weights is not None and m.biases is not None:
+        params = f"w = [{', '.join(num(w, 3) for w in m.weights)}], b = [{', '.join(num(b, 3) for b in m.biases)}]"
     loss = manifest.training.loss + "".join(f", {k} = {num(v, 4)}" for k, v in manifest.training.loss_params.items())
     classes = ", ".join(esc(c) for c in manifest.classes)
     rows = (

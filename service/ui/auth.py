@@ -17,8 +17,8 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.api.security import check_bearer
 from service.errors import Unauthorized
-from service.security import check_bearer
 from service.settings import Settings
 
 COOKIE = "candor_ui"

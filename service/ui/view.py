@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from calibration.binning import bin_edges
 from calibration.manifest import Manifest
 from service.errors import ModelNotFound
+from service.inference.repository import Repository
 from service.monitor import CalibrationStatus, Monitor
-from service.repository import Repository
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import torch
 from e2e_processes import REPO_ROOT, serve_process
 
 from calibration.manifest import load_manifest
-from service.monitor.pending_log import PendingLogStore
-from service.monitor.sqlite_store import SQLiteStore
+from service.monitor.stores.pending_log import PendingLogStore
+from service.monitor.stores.sqlite_store import SQLiteStore
 from training.data import load_digits, load_fashion_mnist
 from training.networks import SmallCNN
 

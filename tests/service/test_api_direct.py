@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from service.api.direct import lookup_handler
 from service.app import create_app
-from service.monitor.errors import MonitorError, StoreError
+from service.errors import ServiceError
+from service.monitor.errors import StoreError
 from service.settings import Settings
 from training.data import load_digits
 
@@ -92,7 +93,7 @@ def test_an_error_type_is_answered_by_the_handler_of_its_nearest_base(apps, monk
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert response.json() == {"error": "disk full", "field": None}
     handlers = direct.app.exception_handlers  # type: ignore[attr-defined]
-    assert lookup_handler(handlers, StoreError("x")) is handlers[MonitorError]
+    assert lookup_handler(handlers, StoreError("x")) is handlers[ServiceError]
     assert lookup_handler(handlers, KeyError("x")) is None
 
 

@@ -14,8 +14,8 @@ from model_copies import edit_manifest
 
 from service.app import create_app
 from service.errors import BadRequest
-from service.feedback import FeedbackLabel, record_feedback_group
 from service.monitor import FeedbackResult
+from service.monitor.feedback import FeedbackLabel, record_feedback_group
 from service.settings import Settings
 from training.data import load_digits
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.v2_tensors import split_body
+from service.api.v2.tensors import split_body
 from service.errors import BadRequest
 
 PREDICT = "/v1/models/digits-cnn:predict"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from service.app import create_app
-from service.repository import Repository
+from service.inference.repository import Repository
 from service.settings import Settings
 
 INFERENCE = {

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import BatchConfig, Batcher
 from service.errors import DeadlineExceeded, QueueFull
+from service.inference.batching import BatchConfig, Batcher
 
 
 class SlowDouble:

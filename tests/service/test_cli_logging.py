@@ -14,7 +14,7 @@ CHILD = textwrap.dedent("""
     import logging, logging.config, sys
     from service.cli import serve_log_config
     logging.config.dictConfig(serve_log_config(sys.argv[1]))
-    logging.getLogger("service.monitor.pending_log").info("replayed 3 predictions")
+    logging.getLogger("service.monitor.stores.pending_log").info("replayed 3 predictions")
     logging.getLogger("candor.models").info("candor: loaded m versions 1")
     logging.getLogger("candor.models").debug("a debug line")
 """)

@@ -9,14 +9,10 @@ import threading
 import time
 
 import numpy as np
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from service.batching import BatchConfig
-from service.engine import check_finite_and_range, load_engine, new_prediction_ids
-from service.errors import BadRequest
+from service.inference.batching import BatchConfig
+from service.inference.engine import load_engine, new_prediction_ids
 
 
 def test_prediction_ids_are_unique_hex_and_later_ids_sort_later() -> None:
@@ -48,7 +44,7 @@ def test_concurrent_requests_get_their_own_rows_recorded_under_their_ids(digits_
     engine.attach_batcher(BatchConfig(max_batch_size=64, max_queue_delay_s=0.05))
     engine.recorder = recorder = ListRecorder()
     rng = np.random.default_rng(0)
-    requests = [rng.uniform(0, 16, size=(n, *engine.instance_shape)) for n in (1, 3, 2, 5, 1, 4)]
+    requests = [rng.uniform(0, 16, size=(n, *engine.manifest.instance_shape)) for n in (1, 3, 2, 5, 1, 4)]
 
     async def main() -> list:
         return await asyncio.gather(*(engine.infer(engine.preprocess(x, "x")) for x in requests))
@@ -62,33 +58,3 @@ def test_concurrent_requests_get_their_own_rows_recorded_under_their_ids(digits_
         for pid, row in zip(served.ids, served.probs, strict=True):
             np.testing.assert_array_equal(recorder.rows[pid], row)
     assert len(recorder.rows) == sum(len(x) for x in requests)
-
-
-def slow_check(raw: np.ndarray, bounds: tuple[float, float]) -> str | None:
-    """The first offending element, scanning in order: non-finite first, then out of range."""
-    bad = np.argwhere(~np.isfinite(raw))
-    if len(bad):
-        return "x" + "".join(f"[{i}]" for i in bad[0])
-    outside = np.argwhere((raw < bounds[0]) | (raw > bounds[1]))
-    return "x" + "".join(f"[{i}]" for i in outside[0]) if len(outside) else None
-
-
-values = st.one_of(st.floats(-1.0, 256.0), st.sampled_from([np.nan, np.inf, -np.inf, 255.0, 0.0]))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(values, min_size=1, max_size=24), st.integers(1, 4))
-def test_range_check_names_the_same_element_as_a_full_scan(flat: list[float], rows: int) -> None:
-    raw = np.resize(np.asarray(flat, dtype=np.float64), (rows, len(flat)))
-    expected = slow_check(raw, (0.0, 255.0))
-    if expected is None:
-        check_finite_and_range(raw, (0.0, 255.0), "x")
-    else:
-        with pytest.raises(BadRequest) as info:
-            check_finite_and_range(raw, (0.0, 255.0), "x")
-        assert info.value.field == expected
-
-
-def test_infinite_bounds_still_refuse_infinite_values() -> None:
-    with pytest.raises(BadRequest, match="NaN and infinity"):
-        check_finite_and_range(np.array([[1.0, np.inf]]), (-np.inf, np.inf), "x")

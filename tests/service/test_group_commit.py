@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from service.group_commit import GroupCommit
+from service.monitor.group_commit import GroupCommit
 
 
 class Recorder:

@@ -17,8 +17,8 @@ from service.grpc import stubs
 from service.grpc.server import build_server
 from service.grpc.servicer import status_code
 from service.grpc.tensors import input_array, raw_contents
+from service.inference.repository import Repository
 from service.monitor import StoreError
-from service.repository import Repository
 from service.settings import Settings
 
 

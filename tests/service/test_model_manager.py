@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from model_copies import BREAKERS, copy_version, edit_manifest
 
-from service.batching import BatchConfig
-from service.engine import Served
 from service.errors import LoadRefused, ModelNotFound
-from service.model_manager import ModelManager
-from service.repository import load_from_settings, load_repository
+from service.inference.batching import BatchConfig
+from service.inference.engine import Served
+from service.inference.model_manager import ModelManager
+from service.inference.repository import load_from_settings, load_repository
 from service.settings import Settings
 
 MODEL = "digits-cnn"

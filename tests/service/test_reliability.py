@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from service.api.reliability import Diagram, ReliabilityRenderer
 from service.errors import Unavailable
 from service.monitor import Monitor, SQLiteStore
-from service.reliability import Diagram, ReliabilityRenderer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
+from service.api.security import check_bearer
 from service.app import create_app
 from service.cli import load_settings
 from service.errors import ServiceError, Unauthorized
-from service.security import check_bearer
 from service.settings import Settings
 
 TOKEN = "s3cret-token-value"

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from calibration.manifest import verify_artifact
 from calibration.maps import focal_temperature_scale
-from service.engine import load_engine
+from service.inference.engine import load_engine
 from training.calibrate_onnx import calibrate_onnx
 from training.errors import TrainingError
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.engine import load_engine
+from service.inference.engine import load_engine
 from training.module_artifact import export_module, normalise, synthetic_inputs
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from monitor_procs import RedisServer, free_port
 
-from service.monitor.pending_log import PendingLogStore
-from service.monitor.redis_store import RedisStore
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import PredictionStore, StoreLimits
+from service.monitor.stores.pending_log import PendingLogStore
+from service.monitor.stores.redis_store import RedisStore
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import PredictionStore, StoreLimits
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from monitor_data import T0, FakeClock, draw_confidences, draw_outcomes, make_re
 from calibration.binning import BinStatistics
 from service.monitor import Monitor, MonitorConfig, SQLiteStore
 from service.monitor.errors import MonitorInputError, UnknownModelError
-from service.monitor.store import Outcome
+from service.monitor.stores.store import Outcome
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from monitor_procs import run_then_sigkill
 
 from service.monitor.errors import StoreError
-from service.monitor.pending_log import PendingLogStore, pending_log_path
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import Outcome, PredictionRecord
+from service.monitor.stores.pending_log import PendingLogStore, pending_log_path
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import Outcome, PredictionRecord
 
 T0 = 1_700_000_000.0
 REPO = Path(__file__).resolve().parents[3]
@@ -71,9 +71,9 @@ def test_close_moves_the_pending_records_into_the_file(tmp_path: Path) -> None:
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from service.monitor.pending_log import PendingLogStore
-    from service.monitor.sqlite_store import SQLiteStore
-    from service.monitor.store import PredictionRecord
+    from service.monitor.stores.pending_log import PendingLogStore
+    from service.monitor.stores.sqlite_store import SQLiteStore
+    from service.monitor.stores.store import PredictionRecord
     store = PendingLogStore(SQLiteStore(sys.argv[1], sync=sys.argv[2]), flush_rows=40)
     for i in range(50):  # 40 flushed into the file, 10 only in the log
         store.put([PredictionRecord(f"k{i}", "m", "1", 0.75, 2, 1_700_000_000.0)])

@@ -14,9 +14,9 @@ import pytest
 from monitor_procs import run_then_sigkill
 
 from service.monitor.errors import StoreError
-from service.monitor.pending_log import PendingLogStore, pending_log_path
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import PredictionRecord
+from service.monitor.stores.pending_log import PendingLogStore, pending_log_path
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import PredictionRecord
 
 T0 = 1_700_000_000.0
 
@@ -24,11 +24,11 @@ T0 = 1_700_000_000.0
 # the line, then the next os.write raises ENOSPC. It writes the ids answered OK, then is killed.
 CHILD = textwrap.dedent("""
     import errno, json, os, sys, time
-    from service.monitor import pending_log
+    from service.monitor.stores import pending_log
     from service.monitor.errors import StoreError
-    from service.monitor.pending_log import PendingLogStore
-    from service.monitor.sqlite_store import SQLiteStore
-    from service.monitor.store import PredictionRecord
+    from service.monitor.stores.pending_log import PendingLogStore
+    from service.monitor.stores.sqlite_store import SQLiteStore
+    from service.monitor.stores.store import PredictionRecord
     store = PendingLogStore(SQLiteStore(sys.argv[1], sync=sys.argv[2]), flush_rows=1000)
     real_write, full = os.write, [False]
     def write(fd, data):
@@ -107,9 +107,9 @@ def test_a_replay_is_logged_once_it_has_succeeded(tmp_path: Path, caplog: pytest
     store.put([record(0), record(1)])
     os.close(store._fd)
     store.store.close()
-    with caplog.at_level(logging.INFO, logger="service.monitor.pending_log"):
+    with caplog.at_level(logging.INFO, logger="service.monitor.stores.pending_log"):
         PendingLogStore(SQLiteStore(db)).close()
-    (line,) = [r for r in caplog.records if r.name == "service.monitor.pending_log"]
+    (line,) = [r for r in caplog.records if r.name == "service.monitor.stores.pending_log"]
     assert line.levelno == logging.INFO
     assert line.getMessage() == f"replayed 2 predictions from {pending_log_path(db)} into {db}"
 

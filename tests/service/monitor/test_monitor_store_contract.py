@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from service.monitor.errors import MonitorInputError
-from service.monitor.store import (
+from service.monitor.stores.store import (
     DAY_SECONDS,
     Outcome,
     PredictionRecord,

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from monitor_procs import RedisServer, free_port, run_then_sigkill
 
-from service.monitor.redis_store import RedisStore
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import Outcome, PredictionRecord
+from service.monitor.stores.redis_store import RedisStore
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import Outcome, PredictionRecord
 
 T0 = 1_700_000_000.0
 REPO = Path(__file__).resolve().parents[3]
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from service.monitor.sqlite_store import SQLiteStore
-    from service.monitor.store import PredictionRecord
+    from service.monitor.stores.sqlite_store import SQLiteStore
+    from service.monitor.stores.store import PredictionRecord
     store = SQLiteStore(sys.argv[1], sync=sys.argv[2])
     store.put([PredictionRecord(f"k{i}", "m", "1", 0.75, 2, 1_700_000_000.0) for i in range(50)])
     store.resolve([("k0", 2)], 1_700_000_100.0)

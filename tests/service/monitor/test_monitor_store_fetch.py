@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from service.monitor import Monitor
-from service.monitor.store import Outcome, PredictionRecord, PredictionStore, StoreLimits
+from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, StoreLimits
 
 T0 = 1_700_000_000.0
 StoreFactory = Callable[[StoreLimits], PredictionStore]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from service.monitor.errors import StoreError
-from service.monitor.sqlite_store import SQLiteStore, store_lock_path
-from service.monitoring import open_store
+from service.monitor.stores.sqlite_store import SQLiteStore, store_lock_path
+from service.monitor.wiring import open_store
 from service.settings import Settings
 
 IN_USE = r"prediction store .*p\.db \(lock p\.db\.lock\) is in use .* own state_dir"

@@ -10,9 +10,9 @@ from pydantic import BaseModel
 from service.api.body import decode_json_object, read_limited_body
 from service.api.deps import settings_of
 from service.api.openapi import error_responses
+from service.api.security import AdminAuth
 from service.errors import BadRequest
-from service.model_manager import ModelManager
-from service.security import AdminAuth
+from service.inference.model_manager import ModelManager
 
 router = APIRouter(tags=["repository"], dependencies=[AdminAuth])
 CONTROL_ERRORS = error_responses(400, 401, 408, 413)

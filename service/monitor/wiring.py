@@ -15,24 +15,21 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from service.feedback import FeedbackRecorder
+from service.inference.repository import Repository
 from service.monitor import (
     DriftConfig,
     Monitor,
     MonitorConfig,
-    MonitorError,
     PredictionStore,
     SQLiteStore,
     StoreError,
     StoreLimits,
 )
-from service.monitor.pending_log import PendingLogStore
-from service.predictions import PredictionRecorder
-from service.repository import Repository
+from service.monitor.feedback import FeedbackRecorder
+from service.monitor.predictions import PredictionRecorder
+from service.monitor.stores.pending_log import PendingLogStore
 from service.settings import Settings
 
 SQLITE_PREFIX = "sqlite://"
@@ -49,11 +46,11 @@ def sqlite_path(settings: Settings) -> Path:
 def open_store(settings: Settings) -> PredictionStore:
     """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created),
     owned by this process whatever ``store_log`` (a second owner is a StoreError), behind its
-    pending log unless ``store_log`` is off (service.monitor.pending_log)."""
+    pending log unless ``store_log`` is off (service.monitor.stores.pending_log)."""
     limits = StoreLimits(retention_seconds=settings.retention_seconds, capacity=settings.store_capacity)
     url = settings.store_url
     if url is not None and url.startswith(("redis://", "rediss://")):
-        from service.monitor.redis_store import RedisStore
+        from service.monitor.stores.redis_store import RedisStore
 
         return RedisStore(url, limits)
     path = sqlite_path(settings)
@@ -123,12 +120,3 @@ async def open_monitoring(
             registry.unregister(collector)
     finally:
         store.close()
-
-
-def install_monitor_error_handler(app: FastAPI) -> None:
-    """MonitorError -> its ``status_code`` with ``{"error", "field"}``; 503 adds Retry-After."""
-
-    @app.exception_handler(MonitorError)
-    async def monitor_error(_: Request, exc: MonitorError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
-        return JSONResponse({"error": str(exc), "field": None}, status_code=exc.status_code, headers=headers)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import redis
 
 from service.monitor.errors import StoreError
-from service.monitor.store import (
+from service.monitor.stores.store import (
     Outcome,
     PredictionRecord,
     Resolution,
@@ -81,7 +81,7 @@ _BATCH = 1000  # records or labels per script call (put batches need not be atom
 
 
 class RedisStore:
-    """PredictionStore on a Redis server shared by replicas; see service.monitor.store."""
+    """PredictionStore on a Redis server shared by replicas; see service.monitor.stores.store."""
 
     def __init__(self, url: str, limits: StoreLimits | None = None, prefix: str = "candor:") -> None:
         self.where = _redacted(url)

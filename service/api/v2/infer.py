@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe V2): health, server and model metadata, readiness, infer.
 
 ``infer`` parses the raw body (tritonclient sends no Content-Type) as JSON or with the binary tensor
-data extension; see service/api/v2_tensors.py for the wire format.
+data extension; see service/api/v2/tensors.py for the wire format.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from service.api.body import may_hold_booleans, read_limited_body
 from service.api.deps import RepositoryDep, repository_of, settings_of
 from service.api.openapi import DocumentedRoute, error_responses, operation
-from service.api.v2_schemas import (
+from service.api.security import check_inference_token
+from service.api.v2.schemas import (
     BINARY_OUTPUTS,
     INFER_BODY,
     INFER_ERRORS,
@@ -24,7 +25,7 @@ from service.api.v2_schemas import (
     ServerMetadata,
     model_metadata_of,
 )
-from service.api.v2_tensors import (
+from service.api.v2.tensors import (
     HEADER_LENGTH,
     encode_response,
     output_tensors,
@@ -32,7 +33,6 @@ from service.api.v2_tensors import (
     split_body,
 )
 from service.errors import BadRequest
-from service.security import check_inference_token
 
 router = APIRouter(tags=["v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]

@@ -4,7 +4,7 @@ A label is a class name or a 0-based class index of the model version that made 
 (the store knows which). Every label of a request is checked before any is recorded, so a bad one
 (``labels[i].label`` in the 400) leaves the store untouched. Unknown prediction ids are not an
 error: they are counted as ``unknown``. Concurrent requests are joined in one store call off the
-event loop (service.group_commit), each answered with its own counts.
+event loop (service.monitor.group_commit), each answered with its own counts.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pydantic
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 
 from service.errors import BadRequest
-from service.group_commit import GroupCommit
 from service.monitor import FeedbackResult, Monitor, PredictionRecord
+from service.monitor.group_commit import GroupCommit
 
 ModelKey = tuple[str, str]
 Classes = Mapping[ModelKey, dict[str, int]]  # (model, version) -> class name -> index

@@ -1,9 +1,9 @@
 """Recording served predictions for the label join: ids made and rows stored before the response.
 
-The app gives every engine a ``PredictionRecorder`` (service.monitoring.Monitoring.register). The
+The app gives every engine a ``PredictionRecorder`` (service.monitor.wiring.Monitoring.register). The
 engine calls ``record`` in its batcher's worker thread right after the model call
-(service.engine.Engine.serve_rows), so one batched call is one store write (an append to the
-pending log, service.monitor.pending_log, or one SQLite transaction), never on the event loop, and
+(service.inference.engine.Engine.serve_rows), so one batched call is one store write (an append to the
+pending log, service.monitor.stores.pending_log, or one SQLite transaction), never on the event loop, and
 a request is answered only once its rows are stored: a kill -9 after the response loses nothing. A
 store failure fails the requests of that call (503 with Retry-After).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine import new_prediction_ids
+from service.inference.engine import new_prediction_ids
 from service.monitor import Monitor
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Protocol, Self
 
@@ -15,27 +13,17 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from calibration.errors import InputError
 from calibration.manifest import Manifest, load_verified
-from service.batching import BatchConfig, Batcher
+from candor.onnx_run import CUDA, requested_providers, session_options
 from service.errors import ArtifactError, BadRequest
-
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-
-
-def requested_providers(choice: str) -> list[str]:
-    """Providers to ask for: CUDA first when wanted and compiled in, CPU always as fallback."""
-    if choice in ("auto", "cuda") and CUDA in ort.get_available_providers():
-        return [CUDA, CPU]
-    return [CPU]
+from service.inference.batching import BatchConfig, Batcher
 
 
 def open_session(model: bytes, path: Path, providers: str, intra_op_threads: int) -> ort.InferenceSession:
     """Create the session from the verified bytes of ``path`` (not re-read from disk);
     ``session.get_providers()`` (not the available list) says what runs."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options(intra_op_threads)
     try:
         session = ort.InferenceSession(model, options, providers=requested_providers(providers))
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph classes
@@ -69,7 +57,7 @@ class Recorder(Protocol):
 
 class Unrecorded:
     """The recorder of an engine outside an app (tests, benchmarks): fresh ids, stored nowhere.
-    The app replaces it (service.monitoring.Monitoring.register) before the engine serves."""
+    The app replaces it (service.monitor.wiring.Monitoring.register) before the engine serves."""
 
     def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
         return new_prediction_ids(len(probs))
@@ -125,65 +113,19 @@ class Engine:
         """The execution provider actually in use."""
         return str(self.session.get_providers()[0])
 
-    @cached_property
-    def instance_shape(self) -> tuple[int, ...]:
-        """Per-instance input shape (C, H, W) from the manifest."""
-        return tuple(int(d) for d in self.manifest.input.shape[1:] if d is not None)
-
-    @cached_property
-    def _normalisation(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """gain_c = scale / std_c and offset_c = mean_c / std_c, shaped (1, C, 1, ...) to broadcast
-        over a batch: (x * scale - mean_c) / std_c = x * gain_c - offset_c in two passes, not three."""
-        pre, ndim = self.manifest.preprocessing, len(self.instance_shape)
-        mean = np.asarray(pre.mean, dtype=np.float64).reshape(1, -1, *([1] * (ndim - 1)))
-        std = np.asarray(pre.std, dtype=np.float64).reshape(mean.shape)
-        return pre.scale / std, mean / std
-
     def preprocess(self, raw: NDArray[np.float64], field: str) -> NDArray[np.float32]:
-        """Check shape and range of raw instances, then (x * scale - mean_c) / std_c as float32."""
-        shape = self.instance_shape
-        if raw.ndim == len(shape) and shape[0] == 1:
-            raw = raw[:, None]  # accept (N, H, W) for single-channel models
-        if raw.ndim != len(shape) + 1 or raw.shape[1:] != shape:
-            raise BadRequest(
-                f"each instance must have shape {list(shape)}"
-                + (f" or {list(shape[1:])}" if shape[0] == 1 else "")
-                + f", got {list(raw.shape[1:])}",
-                field=field,
-            )
-        pre = self.manifest.preprocessing
-        check_finite_and_range(raw, pre.input_range, field)
-        gain, offset = self._normalisation
-        return (raw * gain - offset).astype(np.float32)
+        """Check shape and range of raw instances, then the manifest's normalisation, as float32
+        (calibration.preprocessing); a bad instance is a 400 naming the element."""
+        try:
+            return self.manifest.preprocessing.normalise(raw, self.manifest.instance_shape, field)
+        except InputError as exc:
+            raise BadRequest(exc.message, field=exc.field) from exc
 
     def predict(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Calibrated probabilities (N, K) from the fused graph (blocking; call off the event loop)."""
         name = self.manifest.input.name
         out: NDArray[np.float32] = self.session.run([self.manifest.output.name], {name: batch})[0]
         return out
-
-
-def check_finite_and_range(raw: NDArray[np.float64], bounds: tuple[float, float], field: str) -> None:
-    """Reject NaN / infinity and values outside the manifest's input range, naming the element.
-    Two reductions decide (NaN propagates through min and max); the element is searched only then."""
-    low, high = bounds
-    smallest, largest = float(raw.min()), float(raw.max())
-    if math.isfinite(smallest) and math.isfinite(largest) and low <= smallest and largest <= high:
-        return
-    bad = ~np.isfinite(raw)
-    if bad.any():
-        raise BadRequest("NaN and infinity are not allowed", field=element_path(field, bad))
-    outside = (raw < low) | (raw > high)
-    if outside.any():
-        value = raw[tuple(np.argwhere(outside)[0])]
-        raise BadRequest(
-            f"value {value:g} is outside the input range [{low:g}, {high:g}]", field=element_path(field, outside)
-        )
-
-
-def element_path(field: str, mask: NDArray[np.bool_]) -> str:
-    """'instances[i][j]...' of the first True element of a mask."""
-    return field + "".join(f"[{int(i)}]" for i in np.argwhere(mask)[0])
 
 
 def load_engine(directory: Path, providers: str = "auto", intra_op_threads: int = 0) -> Engine:

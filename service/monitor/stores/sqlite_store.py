@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.monitor.errors import StoreError
-from service.monitor.ownership import open_exclusively
-from service.monitor.store import (
+from service.monitor.stores.ownership import open_exclusively
+from service.monitor.stores.store import (
     Outcome,
     PredictionRecord,
     Resolution,
@@ -68,7 +68,7 @@ def store_lock_path(db: Path) -> Path:
 
 
 class SQLiteStore:
-    """PredictionStore on one SQLite file; see service.monitor.store for the contract."""
+    """PredictionStore on one SQLite file; see service.monitor.stores.store for the contract."""
 
     def __init__(
         self, path: str | Path, limits: StoreLimits | None = None, sync: str = "normal", exclusive: bool = False

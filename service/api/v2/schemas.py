@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.api.v2_tensors import INPUT_DTYPES, OUTPUTS
-from service.engine import Engine
-from service.repository import Repository
+from service.api.v2.tensors import INPUT_DTYPES, OUTPUTS
+from service.inference.engine import Engine
+from service.inference.repository import Repository
 
 
 class ServerMetadata(BaseModel):

@@ -12,7 +12,7 @@ a flush's commit and the truncation replays records already stored: harmless). T
 a torn line before a record: an append that fails part-way (disk full) is cut back to the last
 complete record before ``put`` raises, and until that succeeds nothing more is appended.
 
-One handle owns the log (``flock``, service.monitor.ownership): a second handle, in this process or
+One handle owns the log (``flock``, service.monitor.stores.ownership): a second handle, in this process or
 another, is refused with StoreError (the service also opens the SQLite store itself exclusively).
 Replicas that share predictions use a Redis store instead.
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 import orjson
 
 from service.monitor.errors import StoreError
-from service.monitor.ownership import open_exclusively
-from service.monitor.sqlite_store import SQLiteStore
-from service.monitor.store import PredictionRecord, Resolution
+from service.monitor.stores.ownership import open_exclusively
+from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.store import PredictionRecord, Resolution
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibration.manifest import MANIFEST_FILE
-from service.batching import BatchConfig
-from service.engine import Engine, load_engine
 from service.errors import ModelNotFound
+from service.inference.batching import BatchConfig
+from service.inference.engine import Engine, load_engine
 from service.settings import Settings
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from calibration.errors import CandorError
 from calibration.manifest import MANIFEST_FILE, load_verified
-from service.engine import Engine, engine_of
 from service.errors import LoadRefused, ModelNotFound
-from service.repository import Repository, artifact_directories
+from service.inference.engine import Engine, engine_of
+from service.inference.repository import Repository, artifact_directories
 from service.settings import Settings
 
 log = logging.getLogger("candor.models")

@@ -1,0 +1,1 @@
+"""Prediction store backends behind one Protocol (store.py): SQLite, Redis, the pending log."""
