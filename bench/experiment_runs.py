@@ -25,7 +25,7 @@ from training.checkpoint import LAST_CHECKPOINT, load_checkpoint
 from training.config import TrainConfig
 from training.data import ImageDataset, load_dataset
 from training.loop import predict_logits
-from training.posthoc import FTS_GAMMAS, fit_focal_temperature, fit_temperature
+from training.maps.posthoc import FTS_GAMMAS, fit_focal_temperature, fit_temperature
 from training.trainer import prepare_data, train
 
 LOGITS_FILE = "logits.npz"

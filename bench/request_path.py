@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from service.app import NO_OPENTELEMETRY
-from service.inference.engine import new_prediction_ids
+from service.inference.served import new_prediction_ids
 from service.monitor import SQLiteStore, StoreLimits
 from service.monitor.stores.pending_log import PendingLogStore
 from service.monitor.stores.store import PredictionRecord, PredictionStore

@@ -25,6 +25,7 @@ from service.errors import ServiceError
 from service.grpc.server import serving_grpc
 from service.inference.model_manager import ModelManager, watching
 from service.inference.repository import Repository, load_from_settings
+from service.inference.served import Recorder
 from service.monitor.wiring import open_monitoring
 from service.settings import Settings
 from service.ui.cache import PageCache
@@ -54,8 +55,9 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.repository = repository or load_from_settings(settings)
-        async with open_monitoring(settings, app.state.repository, registry) as monitoring:
+        async with open_monitoring(settings, registry) as monitoring:
+            app.state.repository = recorded_repository(settings, repository, monitoring.recorder)
+            monitoring.register(app.state.repository)
             app.state.monitoring = monitoring
             app.state.model_manager = ModelManager(app.state.repository, settings, monitoring.register)
             app.state.reliability = renderer = ReliabilityRenderer()
@@ -98,6 +100,14 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def recorded_repository(settings: Settings, repository: Repository | None, recorder: Recorder) -> Repository:
+    """The app's repository, every engine built to record with ``recorder``: ``repository``'s
+    engines rebuilt on their verified sessions, or, without one, every artifact loaded now."""
+    if repository is None:
+        return load_from_settings(settings, recorder)
+    return repository.recorded_by(recorder)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,6 +3,7 @@
 - ``calibration`` imports the standard library, numpy, scipy, pydantic and itself (plus matplotlib
   in ``calibration/plots.py``, the reliability diagrams), nothing else;
 - ``training`` never imports ``service``; ``service`` never imports ``training`` or torch;
+- ``training/artifacts`` (fit on logits, fuse, write and evaluate artifacts) never imports torch;
 - ``candor`` (shared runtime helpers) imports neither stage, except ``candor/cli.py``, the one
   entry point that registers every stage's commands.
 """
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION_ALLOWED = {"numpy", "scipy", "pydantic", "calibration"}
 FORBIDDEN = {
     "training": {"service"},
+    "training/artifacts": {"service", "torch", "torchvision"},
     "service": {"training", "torch", "torchvision"},
     "candor": {"service", "training", "torch"},
 }
@@ -51,7 +53,7 @@ def forbidden_edges(package: str) -> list[str]:
     return edges
 
 
-@pytest.mark.parametrize("package", ["calibration", "training", "service", "candor"])
+@pytest.mark.parametrize("package", ["calibration", "training", "training/artifacts", "service", "candor"])
 def test_no_forbidden_import_edge(package: str) -> None:
     assert forbidden_edges(package) == []
 

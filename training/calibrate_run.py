@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from calibration.manifest import CalibrationMap
+from training.artifacts.map_fit import METHODS, fit_map
 from training.errors import RunDirectoryError
-from training.map_fit import METHODS, fit_map
 from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
 
 CALIBRATION_FILE = "calibration.json"

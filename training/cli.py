@@ -1,25 +1,29 @@
-"""Training-stage subcommands: train, calibrate, export. Handlers import torch; options do not."""
+"""Training-stage subcommands: train, calibrate, export. Handlers import torch; options do not
+(``candor train``'s are generated from training.config.TrainConfig, which imports no torch)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Iterator
+from dataclasses import Field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
+
+from training.config import TrainConfig
 
 
 class MapMethods:
-    """The ``--method`` choices, read from the map registry (training.map_fit.METHODS) only when a
+    """The ``--method`` choices, read from the map registry (training.artifacts.map_fit.METHODS) only when a
     calibrate command is parsed: the registry imports onnx, which ``candor serve`` must not need."""
 
     def __contains__(self, method: object) -> bool:
-        from training.map_fit import METHODS
+        from training.artifacts.map_fit import METHODS
 
         return method in METHODS
 
     def __iter__(self) -> Iterator[str]:
-        from training.map_fit import METHODS
+        from training.artifacts.map_fit import METHODS
 
         return iter(METHODS)
 
@@ -80,120 +84,59 @@ def add_training_commands(commands: Any) -> None:
 
 
 def add_train_arguments(train: argparse.ArgumentParser) -> None:
-    """The options of ``candor train`` (values are checked by TrainConfig.validate)."""
-    train.add_argument(
-        "--data",
-        default="fashion-mnist",
-        help="fashion-mnist | digits | npz:PATH | folder:PATH | cifar10:DIR",
-    )
-    train.add_argument("--model", dest="architecture", default="small-cnn", help="small-cnn | resnet18")
-    train.add_argument(
-        "--width",
-        type=int,
-        default=None,
-        help="channels of the first layer (default: 32 small-cnn, 64 resnet18)",
-    )
-    train.add_argument(
-        "--loss",
-        default="ce",
-        help="training loss: ce, ls, focal, flsd53, ecp, mbls, cals, mixup, gamma-net",
-    )
-    train.add_argument(
-        "--loss-param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="loss hyper-parameter, repeatable (e.g. --loss-param gamma=3)",
-    )
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=128, help="global batch (all processes)")
-    train.add_argument("--optimizer", default="adam", help="adam | sgd")
-    train.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
-    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--schedule", default="multistep", help="multistep | cosine (per epoch)")
-    train.add_argument(
-        "--milestones",
-        default="",
-        metavar="E1,E2,...",
-        help="multistep: epochs at which lr is multiplied by --lr-decay (none: constant)",
-    )
-    train.add_argument("--lr-decay", type=float, default=0.1, help="multistep factor")
-    train.add_argument("--clip-norm", type=float, default=2.0, help="gradient-norm clip (0: off)")
-    train.add_argument(
-        "--no-amp",
-        dest="amp",
-        action="store_false",
-        help="no mixed precision on CUDA (CPU never uses it)",
-    )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--validation-fraction", type=float, default=0.1)
-    train.add_argument("--train-subset", type=int, default=0, help="use only n training images (0: all)")
-    train.add_argument(
-        "--calibration-size",
-        type=int,
-        default=0,
-        help="carve n images from the unused training pool for post-hoc fits (0: fit on validation)",
-    )
-    train.add_argument(
-        "--label-noise",
-        type=float,
-        default=0.0,
-        help="class-flip noise eta on training labels only (benchmark option; default 0)",
-    )
+    """The options of ``candor train``: one per TrainConfig field (``config_options``), then --out
+    and --resume (values are checked by TrainConfig.validate)."""
+    for flag, options in config_options():
+        train.add_argument(flag, **options)
     train.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/<id>")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
 
 
+def config_options() -> list[tuple[str, dict[str, Any]]]:
+    """(flag, add_argument keywords) of every TrainConfig field, in field order (the rules are in
+    training.config's docstring); the parsed value lands under the field's name."""
+    hints = get_type_hints(TrainConfig)
+    return [(option_flag(f), option_keywords(f, hints[f.name])) for f in fields(TrainConfig)]
+
+
+def option_flag(f: Field[Any]) -> str:
+    """The field's ``flag`` metadata, else ``--`` and its name with dashes."""
+    return str(f.metadata.get("flag", "--" + f.name.replace("_", "-")))
+
+
+def option_keywords(f: Field[Any], hint: Any) -> dict[str, Any]:
+    """add_argument keywords: a switch for a boolean (off by the flag when it defaults to true),
+    text parsed later for a ``parse`` field, else the field's type (X | None: X) and default."""
+    meta = f.metadata
+    keywords: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+    if "metavar" in meta:
+        keywords["metavar"] = meta["metavar"]
+    if hint is bool:
+        return keywords | {"action": "store_false" if f.default else "store_true"}
+    if "parse" in meta:
+        repeat = {"action": "append"} if meta.get("repeat") else {}
+        return keywords | repeat | {"default": meta.get("text_default", f.default)}
+    types = [t for t in get_args(hint) if t is not type(None)] or [hint]
+    return keywords | {"type": types[0], "default": f.default}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed ``candor train`` options (``parse`` metadata applied)."""
+    values = {}
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name)
+        values[f.name] = f.metadata["parse"](value) if "parse" in f.metadata else value
+    return TrainConfig(**values)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``candor train`` (also one process of ``torchrun ... -m candor.cli train``)."""
-    from training.trainer import TrainConfig, train
+    from training.trainer import train
 
-    config = TrainConfig(
-        data=absolute_data_path(args.data),
-        architecture=args.architecture,
-        width=args.width,
-        loss=args.loss,
-        loss_params=parse_loss_params(args.loss_param),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        milestones=parse_milestones(args.milestones),
-        lr_decay=args.lr_decay,
-        clip_norm=args.clip_norm,
-        amp=args.amp,
-        seed=args.seed,
-        validation_fraction=args.validation_fraction,
-        train_subset=args.train_subset,
-        calibration_size=args.calibration_size,
-        label_noise=args.label_noise,
-    )
-    best = train(config, args.out, resume=args.resume)
+    best = train(config_from_args(args), args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"best epoch {int(best['epoch'])}: val_acc {best['val_accuracy']:.4f} -> {args.out}/best.pt")
     return 0
-
-
-def absolute_data_path(data: str) -> str:
-    """``npz:rel/x.npz`` -> ``npz:/abs/rel/x.npz``: calibrate/export then find it from anywhere."""
-    kind, sep, location = data.partition(":")
-    if sep and kind in ("npz", "folder", "cifar10") and location:
-        return f"{kind}:{Path(location).expanduser().resolve()}"
-    return data
-
-
-def parse_milestones(text: str) -> tuple[int, ...]:
-    """``"40,60"`` -> ``(40, 60)``; anything else names --milestones."""
-    from training.errors import TrainingError
-
-    try:
-        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError as error:
-        raise TrainingError(f"--milestones {text!r}: expected comma-separated epochs, e.g. 40,60") from error
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -207,7 +150,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def run_calibrate_onnx(args: argparse.Namespace) -> int:
     """``candor calibrate-onnx`` (imports onnx and onnxruntime, never torch)."""
-    from training.calibrate_onnx import calibrate_onnx
+    from training.artifacts.calibrate_onnx import calibrate_onnx
 
     target = calibrate_onnx(
         args.model,
@@ -225,7 +168,7 @@ def run_calibrate_onnx(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``candor evaluate``."""
-    from training.evaluate import evaluate
+    from training.artifacts.evaluate import evaluate
 
     result = evaluate(args.target, args.split, args.out, ci=args.ci, resamples=args.resamples)
     before, after = result["before"], result["after"]
@@ -244,22 +187,3 @@ def run_export(args: argparse.Namespace) -> int:
     target = export_run(args.run, args.name, args.version, args.models_dir, force=args.force)
     print(f"wrote {target}")
     return 0
-
-
-def parse_loss_params(pairs: list[str]) -> dict[str, float]:
-    """``["mix_size=3", "alpha=0.1"]`` -> ``{"mix_size": 3, "alpha": 0.1}`` (integers stay int).
-
-    A bad pair names itself.
-    """
-    from training.errors import TrainingError
-
-    params: dict[str, float] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        try:
-            params[name.strip()] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise TrainingError(f"--loss-param {pair!r}: expected NAME=NUMBER, e.g. gamma=3")
-    return params

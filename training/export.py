@@ -19,7 +19,7 @@ from torch import nn
 from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
-from training.artifact import (
+from training.artifacts.artifact import (
     PARITY_BATCHES,
     check_batches_agree,
     publish_artifact,
@@ -28,9 +28,9 @@ from training.artifact import (
     run_onnx,
     uncalibrated_figures,
 )
+from training.artifacts.onnx_graph import OPSET, append_calibration_map
 from training.calibrate_run import load_calibration
 from training.maps import apply_map
-from training.onnx_graph import OPSET, append_calibration_map
 from training.trainer import TrainConfig, load_checkpoint, prepare_data
 
 INPUT_NAME = "images"

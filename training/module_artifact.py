@@ -17,15 +17,15 @@ from torch import nn
 from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
-from training.artifact import (
+from training.artifacts.artifact import (
     publish_artifact,
     reference_figures,
     refuse_existing,
     run_onnx,
     uncalibrated_figures,
 )
+from training.artifacts.onnx_graph import append_calibration_map
 from training.export import INPUT_NAME, export_logits_graph
-from training.onnx_graph import append_calibration_map
 
 MEAN, STD = 0.5, 0.25
 

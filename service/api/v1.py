@@ -19,7 +19,7 @@ from service.api.deps import repository_of, settings_of
 from service.api.openapi import DocumentedRoute, operation
 from service.api.security import check_inference_token
 from service.errors import BadRequest
-from service.inference.engine import Served
+from service.inference.served import Served
 
 
 class Prediction(BaseModel):

@@ -34,7 +34,7 @@ Array = NDArray[np.float32]
 
 
 class Rows(Protocol):
-    """What a run returns: one row per input row, sliceable (an array, or service.inference.engine.Served)."""
+    """What a run returns: one row per input row, sliceable (an array, or service.inference.served.Served)."""
 
     def __len__(self) -> int: ...
 

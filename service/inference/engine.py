@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Self
 
 import numpy as np
 import onnxruntime as ort
@@ -18,6 +15,7 @@ from calibration.manifest import Manifest, load_verified
 from candor.onnx_run import CUDA, requested_providers, session_options
 from service.errors import ArtifactError, BadRequest
 from service.inference.batching import BatchConfig, Batcher
+from service.inference.served import Recorder, Served, Unrecorded
 
 
 def open_session(model: bytes, path: Path, providers: str, intra_op_threads: int) -> ort.InferenceSession:
@@ -33,50 +31,12 @@ def open_session(model: bytes, path: Path, providers: str, intra_op_threads: int
     return session
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    """Rows served by one model call: calibrated probabilities (N, K) and their prediction ids (N)."""
-
-    probs: NDArray[np.float32]
-    ids: list[str]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, rows: slice, /) -> Self:
-        return type(self)(self.probs[rows], self.ids[rows])
-
-
-class Recorder(Protocol):
-    """Stores served rows for the label join; blocking, called in the inference worker thread."""
-
-    def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
-        """Store the rows of ``probs`` under fresh prediction ids; returns them once stored."""
-        ...
-
-
-class Unrecorded:
-    """The recorder of an engine outside an app (tests, benchmarks): fresh ids, stored nowhere.
-    The app replaces it (service.monitor.wiring.Monitoring.register) before the engine serves."""
-
-    def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
-        return new_prediction_ids(len(probs))
-
-
-def new_prediction_ids(n: int) -> list[str]:
-    """n ids of 32 hex digits: the time in milliseconds (48 bits, as in UUIDv7), then 80 random
-    bits. Ids made later sort later, so the store's index grows at its end instead of at random
-    pages (4x cheaper inserts of 32 rows into a store of 10^5)."""
-    stamp = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
-    digits = os.urandom(10 * n).hex()
-    return [stamp + digits[20 * i : 20 * (i + 1)] for i in range(n)]
-
-
 @dataclass(eq=False)
 class Engine:
     """A loaded artifact: manifest + session. ``predict`` maps preprocessed instances to
     probabilities (blocking); ``infer`` does it through the dynamic batcher, off the event loop,
-    and records every served row with ``recorder`` in the same worker-thread call."""
+    and records every served row with ``recorder`` (given when the engine is built) in the same
+    worker-thread call."""
 
     manifest: Manifest
     session: ort.InferenceSession
@@ -108,6 +68,11 @@ class Engine:
         ids = self.recorder.record(self.manifest.name, self.manifest.version, probs)
         return Served(probs, ids)
 
+    def recorded_by(self, recorder: Recorder) -> Engine:
+        """A new engine on the same verified manifest and session that records with ``recorder``
+        (and has no batcher yet): for engines loaded before the app's monitor existed."""
+        return Engine(manifest=self.manifest, session=self.session, directory=self.directory, recorder=recorder)
+
     @property
     def provider(self) -> str:
         """The execution provider actually in use."""
@@ -128,20 +93,27 @@ class Engine:
         return out
 
 
-def load_engine(directory: Path, providers: str = "auto", intra_op_threads: int = 0) -> Engine:
+def load_engine(
+    directory: Path, providers: str = "auto", intra_op_threads: int = 0, recorder: Recorder | None = None
+) -> Engine:
     """Verify schema and both digests, open the session on the very bytes hashed, and check the
-    graph's I/O against the manifest."""
+    graph's I/O against the manifest; served rows go to ``recorder`` (default: stored nowhere)."""
     manifest, model = load_verified(directory)
-    return engine_of(directory, manifest, model, providers, intra_op_threads)
+    return engine_of(directory, manifest, model, providers, intra_op_threads, recorder)
 
 
 def engine_of(
-    directory: Path, manifest: Manifest, model: bytes, providers: str = "auto", intra_op_threads: int = 0
+    directory: Path,
+    manifest: Manifest,
+    model: bytes,
+    providers: str = "auto",
+    intra_op_threads: int = 0,
+    recorder: Recorder | None = None,
 ) -> Engine:
     """An engine from an already verified manifest and the ONNX bytes it was verified against."""
     session = open_session(model, directory / manifest.onnx_file, providers, intra_op_threads)
     check_graph_matches(session, manifest, directory)
-    return Engine(manifest=manifest, session=session, directory=directory)
+    return Engine(manifest=manifest, session=session, directory=directory, recorder=recorder or Unrecorded())
 
 
 def check_graph_matches(session: ort.InferenceSession, manifest: Manifest, directory: Path) -> None:

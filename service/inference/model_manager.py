@@ -43,7 +43,8 @@ class IndexEntry:
 
 
 class ModelManager:
-    """Owns changes to a Repository after start-up; ``on_change`` runs after each swap."""
+    """Owns changes to a Repository after start-up; the engines it builds record with the
+    repository's recorder; ``on_change`` runs after each swap."""
 
     def __init__(
         self, repository: Repository, settings: Settings, on_change: Callable[[Repository], None] | None = None
@@ -119,7 +120,14 @@ class ModelManager:
         if served is not None and served.manifest == manifest:
             return served
         try:
-            return engine_of(directory, manifest, model, self.settings.providers, self.settings.intra_op_threads)
+            return engine_of(
+                directory,
+                manifest,
+                model,
+                self.settings.providers,
+                self.settings.intra_op_threads,
+                self.repository.recorder,
+            )
         except CandorError as exc:
             raise LoadRefused(f"refused {directory}: {exc}", field=where) from exc
 

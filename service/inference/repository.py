@@ -1,8 +1,10 @@
 """The model repository: every artifact under models_dir/<name>/<version>/, loaded and verified.
 
-Each engine gets its own batching queue. Unversioned requests go to the pinned default version when
-one is configured, else to the highest. ``replace`` and ``remove`` swap a model's whole version map
-in one assignment on the event loop: a request that already holds an engine finishes on it.
+Each engine gets its own batching queue and records what it serves with the repository's
+``recorder`` (the app's monitor recorder, given when the repository is built). Unversioned
+requests go to the pinned default version when one is configured, else to the highest. ``replace``
+and ``remove`` swap a model's whole version map in one assignment on the event loop: a request
+that already holds an engine finishes on it.
 """
 
 from __future__ import annotations
@@ -15,18 +17,34 @@ from calibration.manifest import MANIFEST_FILE
 from service.errors import ModelNotFound
 from service.inference.batching import BatchConfig
 from service.inference.engine import Engine, load_engine
+from service.inference.served import Recorder, Unrecorded
 from service.settings import Settings
 
 
 @dataclass
 class Repository:
     """name -> version -> Engine, with the batching config given to every engine added (the
-    model's own from ``model_batching``, else ``batching``)."""
+    model's own from ``model_batching``, else ``batching``) and the recorder every engine built
+    for it records with (service.inference.model_manager builds them with it)."""
 
     models: dict[str, dict[str, Engine]] = field(default_factory=dict)
     batching: BatchConfig = field(default_factory=BatchConfig)
     default_versions: Mapping[str, str] = field(default_factory=dict)
     model_batching: Mapping[str, BatchConfig] = field(default_factory=dict)
+    recorder: Recorder = field(default_factory=Unrecorded, repr=False)
+
+    def recorded_by(self, recorder: Recorder) -> Repository:
+        """A new repository with the same configuration and the same verified sessions, whose
+        engines are rebuilt to record with ``recorder`` (for one loaded before the app's monitor)."""
+        repository = Repository(
+            batching=self.batching,
+            default_versions=self.default_versions,
+            model_batching=self.model_batching,
+            recorder=recorder,
+        )
+        for engine in self.engines():
+            repository.add(engine.recorded_by(recorder))
+        return repository
 
     def add(self, engine: Engine) -> None:
         """Register a loaded engine under its manifest's name and version."""
@@ -106,21 +124,24 @@ def load_repository(
     batching: BatchConfig | None = None,
     default_versions: Mapping[str, str] | None = None,
     model_batching: Mapping[str, BatchConfig] | None = None,
+    recorder: Recorder | None = None,
 ) -> Repository:
-    """Load and verify every artifact; the first bad one raises an error naming its file and field."""
+    """Load and verify every artifact, each engine recording with ``recorder`` (default: stored
+    nowhere); the first bad one raises an error naming its file and field."""
     repository = Repository(
         batching=batching or BatchConfig(),
         default_versions=dict(default_versions or {}),
         model_batching=dict(model_batching or {}),
+        recorder=recorder or Unrecorded(),
     )
     for directory in artifact_directories(models_dir):
-        repository.add(load_engine(directory, providers, intra_op_threads))
+        repository.add(load_engine(directory, providers, intra_op_threads, repository.recorder))
     return repository
 
 
-def load_from_settings(settings: Settings) -> Repository:
+def load_from_settings(settings: Settings, recorder: Recorder | None = None) -> Repository:
     """``load_repository`` with the providers, threads, batching (global and per model) and pinned
-    versions of settings."""
+    versions of settings, and ``recorder``."""
     return load_repository(
         settings.models_dir,
         settings.providers,
@@ -128,4 +149,5 @@ def load_from_settings(settings: Settings) -> Repository:
         BatchConfig.from_settings(settings),
         settings.default_versions,
         {name: BatchConfig.from_settings(settings, name) for name in settings.model_batching},
+        recorder,
     )

@@ -8,20 +8,24 @@ A library the app calls; it reads no settings and starts no threads. The API::
     monitor = Monitor(store, {(name, version): manifest.reference, ...},
                       MonitorConfig(window_seconds=3600, n_buckets=60,
                                     drift=DriftConfig(min_labels=200)), clock=time.time)
-    monitor.add_model(name, version, manifest.reference)        # a model loaded later
+    monitor.add_model(name, version, manifest.reference, manifest.classes)  # a model loaded later
     monitor.record_predictions(model, version, ids, confidences, predicted, now=None) -> None
+    monitor.resolve_feedback([(prediction_id, class name or index), ...], now=None) -> FeedbackResult
+    monitor.resolve_feedback_batches([labels, ...]) -> [FeedbackResult | BadRequest, ...]  # one store call
     monitor.lookup([prediction_id, ...]) -> {prediction_id: PredictionRecord}  # model, classes
     monitor.record_feedback([(prediction_id, label_index), ...], now=None) -> FeedbackResult
-    monitor.record_feedback_batches([labels, ...]) -> [FeedbackResult, ...]  # one store call
     monitor.status(model, version, now=None) -> CalibrationStatus  # GET /v1/models/{m}/calibration
-    registry.register(monitor.collector())                       # the app's own CollectorRegistry
+    registry.register(MonitorCollector(monitor))                 # the app's own CollectorRegistry
 
 - ``record_predictions``: ids are the prediction_ids returned to the client, confidences the
   top-label probabilities in [0, 1], predicted the class indices. Stores them for the label join
   (durable when it returns) and counts them in the label-free window.
-- ``lookup``: the stored records (model, version, predicted class) of ids, read-only, so the
-  caller can check labels against the predicted model's classes before ``record_feedback``.
-- ``record_feedback``: the caller maps class names to indices. Idempotent: a label for an id that
+- ``resolve_feedback``: the labels of one feedback request, checked against the classes of the
+  version that made each prediction (given to ``add_model``) before any is recorded (a bad one is
+  a BadRequest naming ``labels[i].label``), then recorded as by ``record_feedback``; the
+  ``_batches`` form joins several requests in one store read and one store write.
+- ``lookup``: the stored records (model, version, predicted class) of ids, read-only.
+- ``record_feedback``: labels already mapped to class indices, unchecked. Idempotent: a label for an id that
   already has one is ``duplicate`` (the first wins); ``unknown`` ids were never stored (or were
   purged/evicted); ``expired`` ones are older than the retention. Accepted labels update the window
   of the prediction's own (model, version), whichever replica served it.

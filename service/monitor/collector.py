@@ -1,9 +1,11 @@
 """Prometheus exposition of the monitor: a custom Collector read at scrape time.
 
 Register it on the app's own registry (never the global one):
-``registry.register(monitor.collector())``. Labels are only model, version, bin and outcome; ``bin``
-is the bin's upper edge with 4 decimals ("0.0667" .. "1.0000"; bin b holds lower < c <= upper).
-The per-bin counters are cumulative since start, so across replicas and over any range
+``registry.register(MonitorCollector(monitor))``. It reads the monitor through ``MonitorReadings``,
+so this module does not import the monitor (which knows nothing of Prometheus). Labels are only
+model, version, bin and outcome; ``bin`` is the bin's upper edge with 4 decimals ("0.0667" ..
+"1.0000"; bin b holds lower < c <= upper). The per-bin counters are cumulative since start, so
+across replicas and over any range
 fleet ECE = sum_b |sum increase(confidence_b) - sum increase(correct_b)| / sum increase(labeled_b).
 Gauges describe this replica's own sliding window; a sample is left out while it is undefined.
 """
@@ -11,7 +13,7 @@ Gauges describe this replica's own sliding window; a sample is left out while it
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -20,11 +22,10 @@ from service.monitor.drift import Verdict
 from service.monitor.errors import StoreError
 from service.monitor.schemas import CalibrationStatus
 from service.monitor.state import ModelSnapshot
+from service.monitor.stores.store import Outcome, PredictionStore
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
-
-    from service.monitor.monitor import Monitor
 
 MV = ["model", "version"]
 _GAUGES = {  # name -> help; every one is labelled by model and version
@@ -61,10 +62,35 @@ def bin_label(upper: float) -> str:
     return f"{upper:.4f}"
 
 
-class MonitorCollector(Collector):
-    """Reads a Monitor at each scrape; holds no state of its own."""
+class MonitorReadings(Protocol):
+    """What the collector reads of a monitor (service.monitor.monitor.Monitor has it all)."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    @property
+    def store(self) -> PredictionStore:
+        """The prediction store (for its eviction count)."""
+        ...
+
+    def models(self) -> list[tuple[str, str]]:
+        """Every (model, version) monitored."""
+        ...
+
+    def snapshot(self, model: str, version: str) -> ModelSnapshot:
+        """A consistent copy of one model's state."""
+        ...
+
+    def status_of(self, snap: ModelSnapshot) -> CalibrationStatus:
+        """The status of a snapshot."""
+        ...
+
+    def feedback_counts(self) -> dict[Outcome, int]:
+        """Labels received since start, per outcome."""
+        ...
+
+
+class MonitorCollector(Collector):
+    """Reads a monitor at each scrape; holds no state of its own."""
+
+    def __init__(self, monitor: MonitorReadings) -> None:
         self.monitor = monitor
 
     def collect(self) -> Iterator[Metric]:

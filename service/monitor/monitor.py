@@ -12,9 +12,10 @@ from numpy.typing import ArrayLike
 
 from calibration.binning import DEFAULT_BINS
 from calibration.manifest import ReferenceFigures
-from service.monitor.collector import MonitorCollector
+from service.errors import BadRequest
 from service.monitor.drift import PSI_SHIFT, DriftConfig, DriftResult, drift_test, ece_interval, psi
 from service.monitor.errors import MonitorInputError, UnknownModelError
+from service.monitor.labels import Label, label_pairs
 from service.monitor.schemas import (
     CalibrationStatus,
     DriftStatus,
@@ -58,15 +59,21 @@ class Monitor:
         self._clock = clock
         self._lock = threading.Lock()
         self._states: dict[ModelKey, ModelState] = {}
+        self._classes: dict[ModelKey, dict[str, int]] = {}
         self._feedback = dict.fromkeys(Outcome, 0)
         self._drift_cache: dict[ModelKey, tuple[bytes, WindowTests]] = {}
         for (model, version), reference in (references or {}).items():
             self.add_model(model, version, reference)
 
-    def add_model(self, model: str, version: str, reference: ReferenceFigures | None) -> None:
-        """Start monitoring a (model, version), e.g. one loaded later (keeps existing state)."""
+    def add_model(
+        self, model: str, version: str, reference: ReferenceFigures | None, classes: Sequence[str] = ()
+    ) -> None:
+        """Start monitoring a (model, version), e.g. one loaded later (keeps existing state); with
+        ``classes`` (its class names in order), feedback may name them (``resolve_feedback``)."""
         with self._lock:
             self._state(model, version, reference)
+            if classes:
+                self._classes[(model, version)] = {name: i for i, name in enumerate(classes)}
 
     def _state(self, model: str, version: str, reference: ReferenceFigures | None = None) -> ModelState:
         """The state of a key, created on first sight (call with the lock held)."""
@@ -127,6 +134,33 @@ class Monitor:
             results.append(_counts(resolutions[start : start + len(batch)]))
             start += len(batch)
         return results
+
+    def resolve_feedback(self, labels: Sequence[tuple[str, Label]], now: float | None = None) -> FeedbackResult:
+        """Join (prediction_id, class name or index) pairs: each label is checked against the
+        classes of the version that made its prediction (BadRequest naming ``labels[i].label``
+        before anything is recorded), then recorded as by ``record_feedback``."""
+        result = self.resolve_feedback_batches([labels], now)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def resolve_feedback_batches(
+        self, requests: Sequence[Sequence[tuple[str, Label]]], now: float | None = None
+    ) -> list[FeedbackResult | Exception]:
+        """``resolve_feedback`` for several callers: one store read, one store write (group
+        commit); a bad label fails its own request only (its BadRequest is its result)."""
+        records = self.lookup([pid for labels in requests for pid, _ in labels])
+        with self._lock:
+            classes = dict(self._classes)
+        checked: list[list[tuple[str, int]] | Exception] = []
+        for labels in requests:
+            try:
+                checked.append(label_pairs(labels, records, classes))
+            except BadRequest as exc:
+                checked.append(exc)
+        valid = [pairs for pairs in checked if not isinstance(pairs, Exception)]
+        results = iter(self.record_feedback_batches(valid, now))
+        return [pairs if isinstance(pairs, Exception) else next(results) for pairs in checked]
 
     def _apply_accepted(self, resolutions: Sequence[Resolution], now: float) -> None:
         """Add accepted labels to their (model, version) windows (lock held)."""
@@ -213,10 +247,6 @@ class Monitor:
             label_free=_label_free(snap, cfg.min_labels),
             label_delay=_label_delay(snap),
         )
-
-    def collector(self) -> MonitorCollector:
-        """A Prometheus collector reading this monitor at scrape time (register it yourself)."""
-        return MonitorCollector(self)
 
 
 def _counts(resolutions: Sequence[Resolution]) -> FeedbackResult:

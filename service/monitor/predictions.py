@@ -1,7 +1,8 @@
 """Recording served predictions for the label join: ids made and rows stored before the response.
 
-The app gives every engine a ``PredictionRecorder`` (service.monitor.wiring.Monitoring.register). The
-engine calls ``record`` in its batcher's worker thread right after the model call
+The app builds every engine with its ``PredictionRecorder`` (made by
+service.monitor.wiring.open_monitoring; the repository and the model manager hand it to each engine
+they build). The engine calls ``record`` in its batcher's worker thread right after the model call
 (service.inference.engine.Engine.serve_rows), so one batched call is one store write (an append to the
 pending log, service.monitor.stores.pending_log, or one SQLite transaction), never on the event loop, and
 a request is answered only once its rows are stored: a kill -9 after the response loses nothing. A
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.inference.engine import new_prediction_ids
+from service.inference.served import new_prediction_ids
 from service.monitor import Monitor
 
 

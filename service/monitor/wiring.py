@@ -1,18 +1,19 @@
-"""The app's calibration monitoring: prediction store, Monitor and recorder built from settings.
+"""The app's calibration monitoring: prediction store, Monitor and recorders built from settings.
 
-``open_monitoring`` is entered in the lifespan (``app.state.monitoring``): it opens the store
-(SQLite file by default, Redis when ``store_url`` is redis://), monitors every loaded artifact
-against its manifest's reference, registers the Prometheus collector on the app's registry, and on
-exit waits for the last feedback write and closes the store (predictions are written by the
-engines' batchers, drained before). After a model reload, call
-``app.state.monitoring.register(repository)`` so new versions are monitored.
+``open_monitoring`` is entered in the lifespan (``app.state.monitoring``) before any engine is
+built: it opens the store (SQLite file by default, Redis when ``store_url`` is redis://), makes the
+prediction recorder the app's engines are built with (service.inference.repository), registers the
+Prometheus collector on the app's registry, and on exit waits for the last feedback write and
+closes the store (predictions are written by the engines' batchers, drained before). Call
+``app.state.monitoring.register(repository)`` after each load or reload so every version is
+monitored against its manifest's reference and its class names are known to feedback.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -21,6 +22,7 @@ from service.inference.repository import Repository
 from service.monitor import (
     DriftConfig,
     Monitor,
+    MonitorCollector,
     MonitorConfig,
     PredictionStore,
     SQLiteStore,
@@ -74,44 +76,36 @@ def monitor_config(settings: Settings) -> MonitorConfig:
     )
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Monitoring:
-    """The app's monitor, its prediction and feedback recorders, and the classes (name -> index,
-    in order) of every model version registered (kept after an unload: labels for its predictions
-    keep arriving)."""
+    """The app's monitor and its prediction and feedback recorders."""
 
     monitor: Monitor
-    classes: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
-    recorder: PredictionRecorder = field(init=False)
-    feedback: FeedbackRecorder = field(init=False)
+    recorder: PredictionRecorder
+    feedback: FeedbackRecorder
 
-    def __post_init__(self) -> None:
-        self.recorder = PredictionRecorder(self.monitor)
-        self.feedback = FeedbackRecorder(self.monitor, self.classes)
+    @classmethod
+    def of(cls, monitor: Monitor) -> Monitoring:
+        """The monitor with a prediction recorder and a feedback recorder of its own."""
+        return cls(monitor, PredictionRecorder(monitor), FeedbackRecorder(monitor))
 
     def register(self, repository: Repository) -> None:
-        """Monitor every loaded (model, version) against its manifest's reference (state of models
-        already monitored is kept) and have its engine record what it serves; call again after a
-        reload, before the event loop serves a request on the new engines."""
+        """Monitor every loaded (model, version) against its manifest's reference, with its class
+        names (state of models already monitored is kept; a version unloaded later stays known,
+        since labels for its predictions keep arriving); call again after a reload."""
         for name, versions in repository.models.items():
             for version, engine in versions.items():
-                self.monitor.add_model(name, version, engine.manifest.reference)
-                engine.recorder = self.recorder
-                names = engine.manifest.classes
-                self.classes[(name, version)] = {c: i for i, c in enumerate(names)}
+                manifest = engine.manifest
+                self.monitor.add_model(name, version, manifest.reference, manifest.classes)
 
 
 @asynccontextmanager
-async def open_monitoring(
-    settings: Settings, repository: Repository, registry: CollectorRegistry
-) -> AsyncIterator[Monitoring]:
+async def open_monitoring(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Monitoring]:
     """Monitoring for the app's lifetime; on exit the last write finishes and the store closes."""
     store = open_store(settings)
     try:
-        monitor = Monitor(store, config=monitor_config(settings))
-        monitoring = Monitoring(monitor)
-        monitoring.register(repository)
-        collector = monitor.collector()
+        monitoring = Monitoring.of(Monitor(store, config=monitor_config(settings)))
+        collector = MonitorCollector(monitoring.monitor)
         registry.register(collector)
         try:
             yield monitoring

@@ -15,7 +15,6 @@ from model_copies import edit_manifest
 from service.app import create_app
 from service.errors import BadRequest
 from service.monitor import FeedbackResult
-from service.monitor.feedback import FeedbackLabel, record_feedback_group
 from service.settings import Settings
 from training.data import load_digits
 
@@ -205,10 +204,10 @@ def test_openapi_documents_the_typed_body_and_counts(api: TestClient) -> None:
 
 def test_requests_joined_in_one_store_call_are_checked_and_counted_separately(api: TestClient) -> None:
     first, second = predict(api, 2)
-    monitoring = api.app.state.monitoring  # the group commit's write, called directly
-    good = [FeedbackLabel(prediction_id=first["prediction_id"], label="one")]
-    bad = [FeedbackLabel(prediction_id=second["prediction_id"], label="eleven")]
-    again = [FeedbackLabel(prediction_id=first["prediction_id"], label=1)]
-    ok, refused, duplicate = record_feedback_group(monitoring.monitor, monitoring.classes, [good, bad, again])
+    monitor = api.app.state.monitoring.monitor  # the group commit's write, called directly
+    good = [(first["prediction_id"], "one")]
+    bad = [(second["prediction_id"], "eleven")]
+    again = [(first["prediction_id"], 1)]
+    ok, refused, duplicate = monitor.resolve_feedback_batches([good, bad, again])
     assert ok == FeedbackResult(accepted=1) and duplicate == FeedbackResult(duplicate=1)
     assert isinstance(refused, BadRequest) and refused.field == "labels[0].label"

@@ -12,7 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.inference.batching import BatchConfig
-from service.inference.engine import load_engine, new_prediction_ids
+from service.inference.engine import load_engine
+from service.inference.served import new_prediction_ids
 
 
 def test_prediction_ids_are_unique_hex_and_later_ids_sort_later() -> None:
@@ -40,9 +41,9 @@ class ListRecorder:
 
 
 def test_concurrent_requests_get_their_own_rows_recorded_under_their_ids(digits_artifact) -> None:
-    engine = load_engine(digits_artifact.artifact_dir, "cpu", 1)
+    recorder = ListRecorder()
+    engine = load_engine(digits_artifact.artifact_dir, "cpu", 1, recorder)
     engine.attach_batcher(BatchConfig(max_batch_size=64, max_queue_delay_s=0.05))
-    engine.recorder = recorder = ListRecorder()
     rng = np.random.default_rng(0)
     requests = [rng.uniform(0, 16, size=(n, *engine.manifest.instance_shape)) for n in (1, 3, 2, 5, 1, 4)]
 

@@ -17,9 +17,9 @@ from model_copies import BREAKERS, copy_version, edit_manifest
 
 from service.errors import LoadRefused, ModelNotFound
 from service.inference.batching import BatchConfig
-from service.inference.engine import Served
 from service.inference.model_manager import ModelManager
 from service.inference.repository import load_from_settings, load_repository
+from service.inference.served import Served
 from service.settings import Settings
 
 MODEL = "digits-cnn"

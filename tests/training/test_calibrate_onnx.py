@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from calibration.manifest import verify_artifact
 from calibration.maps import focal_temperature_scale
 from service.inference.engine import load_engine
-from training.calibrate_onnx import calibrate_onnx
+from training.artifacts.calibrate_onnx import calibrate_onnx
 from training.errors import TrainingError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

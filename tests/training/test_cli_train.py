@@ -12,7 +12,7 @@ from calibration.manifest import verify_artifact
 from candor.cli import main
 from training.calibrate_run import calibrate_run
 from training.checkpoint import load_checkpoint
-from training.cli import parse_loss_params, parse_milestones
+from training.config import parse_loss_params, parse_milestones
 from training.errors import TrainingError
 from training.export import export_run
 from training.trainer import TrainConfig, train

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from calibration.manifest import load_manifest
-from training.evaluate import METRICS, evaluate
+from training.artifacts.evaluate import METRICS, evaluate
 
 
 def test_evaluate_artifact_matches_the_manifest(digits_artifact, tmp_path: Path) -> None:

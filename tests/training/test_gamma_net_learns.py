@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from training import meta
-from training.losses import GammaNetLoss, build_loss
+from training.losses import GammaNetLoss, build_loss, meta
 from training.losses.focal import focal_per_sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")

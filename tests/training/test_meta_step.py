@@ -18,12 +18,11 @@ from torch import nn
 
 import training.trainer as trainer_module
 from calibration.manifest import verify_artifact
-from training import meta
 from training.calibrate_run import calibrate_run
 from training.checkpoint import LAST_CHECKPOINT, read_checkpoint
 from training.data import load_digits
 from training.export import export_run
-from training.losses import GammaNetLoss, build_loss
+from training.losses import GammaNetLoss, build_loss, meta
 from training.losses.focal import focal_per_sample
 from training.networks import ResNet18, SmallCNN
 from training.trainer import LOG_FILE, TrainConfig, prepare_data, train

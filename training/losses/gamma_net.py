@@ -6,8 +6,8 @@ OUR RECONSTRUCTION: no code of the paper is public, and its gamma-net architectu
 and bandwidth are unknown. Here the backbone minimises mean_i -(1 - p_{i,y})^{gamma_i} log p_{i,y}
 with gamma_i = g_phi(u_i) detached, u_i the detached penultimate features; g_phi (a one-hidden-layer
 MLP on layer-normalised features, output gamma_max sigmoid(.), gamma_max = 5) is updated only by
-the bilevel meta step of ``training.meta`` (look-ahead of the classifier layer, meta-loss SECE + CE on a meta-validation
-batch, Adam), which runs inside ``forward`` before the trainer's backbone step.
+the bilevel meta step of ``training.losses.meta`` (look-ahead of the classifier layer, meta-loss
+SECE + CE on a meta-validation batch, Adam), which runs inside ``forward`` before the trainer's backbone step.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from training import meta
 from training.distributed import unwrap
+from training.losses import meta
 from training.losses.base import (
     CalibrationLoss,
     LossInputError,
@@ -116,7 +116,7 @@ class GammaNetLoss(CalibrationLoss):
     ``attach`` binds it to the run: it carves ``meta_fraction`` of the training rows off as the
     meta-validation split (1/9 by default: 80/10/10 of the training files with the trainer's
     default validation fraction 0.1) and captures the input of the network's Linear ``head``. In
-    training mode with a graph, each ``forward`` first takes one meta step (``training.meta``)
+    training mode with a graph, each ``forward`` first takes one meta step (``training.losses.meta``)
     at the optimizer's current learning rate, then returns the focal loss with the updated,
     detached gammas. In eval mode, or without a graph, it only computes the loss. The checkpoint
     (``state_dict``) holds the gamma-net, the meta-optimizer's Adam state and the stream position.

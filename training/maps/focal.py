@@ -1,7 +1,7 @@
 """Focal temperature scaling (Komisarenko & Kull 2024): p = Phi_gamma(softmax(z / T)).
 
 The numpy map is calibration.maps; the ONNX nodes are training/maps/focal_nodes.py (float64,
-log-space, the same overflow guard); the fit is training.posthoc.fit_focal_temperature.
+log-space, the same overflow guard); the fit is training.maps.posthoc.fit_focal_temperature.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from calibration.manifest import CalibrationMap
 from calibration.maps import focal_temperature_scale
 from training.maps.family import Fit, MapFamily, Nodes
 from training.maps.focal_nodes import focal_temperature_nodes
-from training.posthoc import fit_focal_temperature
+from training.maps.posthoc import fit_focal_temperature
 
 
 def nodes(logits: str, output: str, cmap: CalibrationMap, num_classes: int) -> Nodes:

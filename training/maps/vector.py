@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 from calibration.manifest import CalibrationMap
 from calibration.maps import log_softmax, softmax
 from training.maps.family import Fit, MapFamily, Nodes
-from training.posthoc import checked_logits
+from training.maps.posthoc import checked_logits
 
 
 def vector_scale(logits: np.ndarray, weights: NDArray[np.float64], biases: NDArray[np.float64]) -> np.ndarray:

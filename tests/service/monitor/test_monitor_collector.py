@@ -11,7 +11,7 @@ from monitor_procs import promtool
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from calibration.binning import BinStatistics
-from service.monitor import Monitor, SQLiteStore
+from service.monitor import Monitor, MonitorCollector, SQLiteStore
 from service.monitor.collector import bin_label
 
 MV = {"model": "fm", "version": "1"}
@@ -22,7 +22,7 @@ def replica(tmp_path: Path, name: str, clock: FakeClock) -> tuple[Monitor, Colle
         SQLiteStore(tmp_path / f"{name}.db"), {("fm", "1"): make_reference(np.random.default_rng(0))}, clock=clock
     )
     registry = CollectorRegistry()
-    registry.register(monitor.collector())
+    registry.register(MonitorCollector(monitor))
     return monitor, registry
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from calibration import metrics
 from training.losses import GammaNetLoss, LossConfigError, LossInputError, build_loss
 from training.losses.focal import FocalLoss
-from training.meta import sece
+from training.losses.meta import sece
 from training.networks import SmallCNN
 
 K = 10

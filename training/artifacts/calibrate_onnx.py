@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from calibration.manifest import TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
-from training.artifact import (
+from training.artifacts.artifact import (
     check_batches_agree,
     publish_artifact,
     reference_figures,
@@ -27,10 +27,10 @@ from training.artifact import (
     run_onnx,
     uncalibrated_figures,
 )
+from training.artifacts.map_fit import fit_map
+from training.artifacts.onnx_graph import append_calibration_map, logits_output
 from training.errors import TrainingError
-from training.map_fit import fit_map
 from training.maps import apply_map
-from training.onnx_graph import append_calibration_map, logits_output
 
 FLOAT32_RANGE = (-3.4e38, 3.4e38)
 

@@ -1,0 +1,58 @@
+"""Every engine is built with the recorder it records with: by the repository, by the model
+manager on a reload, and in the app, where it is the monitor's, so served rows reach the store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from model_copies import copy_version
+
+from service.app import create_app
+from service.inference.model_manager import ModelManager
+from service.inference.repository import load_repository
+from service.inference.served import Unrecorded
+from service.settings import Settings
+
+MODEL = "digits-cnn"
+
+
+@pytest.fixture
+def models(digits_artifact, tmp_path: Path) -> Path:
+    """A models dir holding digits-cnn version 1 only."""
+    root = tmp_path / "models"
+    copy_version(digits_artifact.models_dir, root, MODEL, "1", "1")
+    return root
+
+
+def test_the_repository_and_the_model_manager_build_engines_with_the_recorder(models: Path) -> None:
+    recorder = Unrecorded()
+    repository = load_repository(models, "cpu", recorder=recorder)
+    assert repository.get(MODEL, "1").recorder is recorder
+    copy_version(models, models, MODEL, "1", "2")
+    asyncio.run(ModelManager(repository, Settings(models_dir=models, providers="cpu")).load(MODEL))
+    assert repository.get(MODEL, "2").recorder is recorder
+
+
+def test_recorded_by_rebuilds_the_engines_on_their_sessions(models: Path) -> None:
+    loaded = load_repository(models, "cpu")
+    recorder = Unrecorded()
+    rebuilt = loaded.recorded_by(recorder)
+    old, new = loaded.get(MODEL, "1"), rebuilt.get(MODEL, "1")
+    assert new is not old and new.recorder is recorder and rebuilt.recorder is recorder
+    assert new.session is old.session and new.batcher is not None and new.batcher is not old.batcher
+
+
+@pytest.mark.parametrize("preloaded", [False, True])
+def test_the_apps_engines_record_with_the_monitors_recorder(models: Path, tmp_path: Path, preloaded: bool) -> None:
+    settings = Settings(models_dir=models, providers="cpu", state_dir=tmp_path / "state")
+    app = create_app(settings, load_repository(models, "cpu") if preloaded else None)
+    with TestClient(app) as client:
+        recorder = client.app.state.monitoring.recorder
+        assert [engine.recorder for engine in client.app.state.repository.engines()] == [recorder]
+        answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": np.zeros((1, 8, 8)).tolist()})
+        pid = answer.json()["predictions"][0]["prediction_id"]
+        assert list(client.app.state.monitoring.monitor.lookup([pid])) == [pid]
