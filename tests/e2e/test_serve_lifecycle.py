@@ -3,64 +3,22 @@ and recovers at once, deadlines answer 503, the access log carries no payload an
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import unquote
 
 import httpx
 import numpy as np
 import pytest
-from e2e_processes import REPO_ROOT, free_port, wait_ready
+from logged_server import logged_server as serve
 
 pytestmark = pytest.mark.e2e
 SLOW_MODEL = "slow"  # tests/e2e/conftest.py slow_models
 BATCH = np.full((64, 8, 8), 128.0).tolist()
 INFER = f"/v1/models/{SLOW_MODEL}:predict"
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[str]
-    log: IO[str]
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-
-@contextmanager
-def serve(models: Path, env: dict[str, str]) -> Iterator[Server]:
-    """`candor serve` on a free port; killed at the end if the test did not stop it."""
-    port = free_port()
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "candor.cli", "serve", "--port", str(port), "--models-dir", str(models)],
-            cwd=REPO_ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        server = Server(f"http://127.0.0.1:{port}", proc, log)
-        try:
-            wait_ready(server.url, proc, log, 60)
-            yield server
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 def fire(url: str, n: int, results: list[object], timeout: float = 30) -> list[threading.Thread]:
