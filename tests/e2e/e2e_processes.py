@@ -27,6 +27,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_command(port: int, models_dir: Path) -> list[str]:
+    """`candor serve` on 127.0.0.1:``port`` over ``models_dir``, run by this interpreter."""
+    return [sys.executable, "-m", "candor.cli", "serve", "--host", "127.0.0.1", "--port", str(port)] + [
+        "--models-dir",
+        str(models_dir),
+    ]
+
+
 @contextmanager
 def serve_process(models_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
     """Run `candor serve` until ready; yield its base URL; SIGTERM it and wait at the end."""
@@ -34,18 +42,7 @@ def serve_process(models_dir: Path, extra_env: dict[str, str] | None = None, tim
     env = {**os.environ, **(extra_env or {})}
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "candor.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--models-dir",
-                str(models_dir),
-            ],
+            serve_command(port, models_dir),
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -78,18 +75,7 @@ def serve_replicas(models_dir: Path, envs: list[dict[str, str]], timeout: float 
             port = free_port()
             log = stack.enter_context(tempfile.TemporaryFile("w+"))
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "candor.cli",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--models-dir",
-                    str(models_dir),
-                ],
+                serve_command(port, models_dir),
                 cwd=REPO_ROOT,
                 env={**os.environ, **extra_env},
                 stdout=log,
