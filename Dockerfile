@@ -40,12 +40,12 @@ FROM base AS builder
 ARG VARIANT
 WORKDIR /src
 # Dependencies first, from the committed lock (every package pinned; `make lock` writes it): this
-# layer changes only with the lock. cpu installs requirements/serve.txt, gpu requirements/gpu.txt
+# layer changes only with the lock. cpu installs requirements/requirements-serve.txt, gpu requirements/requirements-gpu.txt
 # (onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9: keep the lock in step with CUDA_IMAGE).
-COPY requirements/serve.txt requirements/gpu.txt requirements/
+COPY requirements/requirements-serve.txt requirements/requirements-gpu.txt requirements/
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir \
-        -r "requirements/$(if [ "${VARIANT}" = gpu ]; then echo gpu; else echo serve; fi).txt"
+        -r "requirements/requirements-$(if [ "${VARIANT}" = gpu ]; then echo gpu; else echo serve; fi).txt"
 COPY pyproject.toml README.md ./
 COPY calibration/ calibration/
 COPY candor/ candor/
@@ -54,8 +54,8 @@ COPY training/ training/
 # The gRPC stubs (CANDOR_GRPC_PORT), generated from the committed .proto by grpcio-tools at the dev
 # lock's pin, which is then removed: the runtime imports the generated modules with grpcio and
 # protobuf only (service/grpc/stubs.py).
-COPY requirements/dev.txt requirements/
-RUN /opt/venv/bin/pip install --no-cache-dir --constraint requirements/dev.txt grpcio-tools \
+COPY requirements/requirements-dev.txt requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir --constraint requirements/requirements-dev.txt grpcio-tools \
     && /opt/venv/bin/python -m service.grpc.stubs \
     && /opt/venv/bin/pip uninstall --yes grpcio-tools
 # The project alone: its dependencies and its build backend (setuptools) came from the lock.
@@ -77,7 +77,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends dataset-fashion-mnist=0.0~git20200523.55506a9-1 \
     && rm -rf /var/lib/apt/lists/*
-# torch's CPU build first (PyPI's torch is the CUDA build); requirements/train.txt pins torch==2.13.0,
+# torch's CPU build first (PyPI's torch is the CUDA build); requirements/requirements-train.txt pins torch==2.13.0,
 # which the CPU build satisfies, and every other package. Where PyTorch's index cannot be reached,
 # TORCH_FIND_LINKS names a folder of wheels mounted into the build instead, e.g.
 #   podman build -v /opt/wheels:/wheels:ro --build-arg TORCH_FIND_LINKS=/wheels --target train .
@@ -87,8 +87,8 @@ RUN python3 -m venv /opt/venv \
         ${TORCH_FIND_LINKS:+--no-index --find-links "${TORCH_FIND_LINKS}"} \
         --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
 WORKDIR /opt/candor
-COPY requirements/train.txt requirements/
-RUN /opt/venv/bin/pip install --no-cache-dir -r requirements/train.txt
+COPY requirements/requirements-train.txt requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir -r requirements/requirements-train.txt
 COPY pyproject.toml README.md ./
 COPY calibration/ calibration/
 COPY candor/ candor/

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-# Every install comes from a committed lock (requirements/<target>.txt: every package pinned with ==,
+# Every install comes from a committed lock (requirements/requirements-<target>.txt: every package pinned with ==,
 # written by `make lock`), then the project itself without dependencies. torch==2.13.0 is the CPU
 # wheel that the machine's pip configuration finds on disk (find-links); see README "Installs".
 PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
@@ -16,21 +16,21 @@ PIP_PROJECT := $(PIP) --no-deps --no-build-isolation -e .
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Serving needs no torch: core + onnxruntime (CPU). For CUDA: requirements/gpu.txt in its own venv.
-$(VENV)/.serve: requirements/serve.txt pyproject.toml | $(BIN)/python
-	$(PIP) -r requirements/serve.txt
+# Serving needs no torch: core + onnxruntime (CPU). For CUDA: requirements/requirements-gpu.txt in its own venv.
+$(VENV)/.serve: requirements/requirements-serve.txt pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements/requirements-serve.txt
 	$(PIP_PROJECT)
 	touch $@
 
 # Training: core + cpu + train (torch 2.13.0, CPU).
-$(VENV)/.train: requirements/train.txt pyproject.toml | $(BIN)/python
-	$(PIP) -r requirements/train.txt
+$(VENV)/.train: requirements/requirements-train.txt pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements/requirements-train.txt
 	$(PIP_PROJECT)
 	touch $@ $(VENV)/.serve
 
 # dev is a superset of serve and train, compiled under the same pins.
-$(VENV)/.dev: requirements/dev.txt pyproject.toml | $(BIN)/python
-	$(PIP) -r requirements/dev.txt
+$(VENV)/.dev: requirements/requirements-dev.txt pyproject.toml | $(BIN)/python
+	$(PIP) -r requirements/requirements-dev.txt
 	$(PIP_PROJECT)
 	touch $@ $(VENV)/.serve $(VENV)/.train
 
@@ -38,7 +38,7 @@ $(VENV)/.dev: requirements/dev.txt pyproject.toml | $(BIN)/python
 # is a dev dependency, installed at the dev lock's pin where only the serving lock is.
 STUBS := service/grpc/generated/PROTO_SHA256
 $(STUBS): service/grpc/proto/open_inference_grpc.proto | $(VENV)/.serve
-	$(BIN)/python -c 'import grpc_tools' 2>/dev/null || $(PIP) --constraint requirements/dev.txt grpcio-tools
+	$(BIN)/python -c 'import grpc_tools' 2>/dev/null || $(PIP) --constraint requirements/requirements-dev.txt grpcio-tools
 	$(BIN)/python -m service.grpc.stubs
 
 stubs: $(STUBS)
@@ -70,7 +70,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Re-resolve requirements/*.txt after a change to pyproject.toml (pins kept where they still fit);
+# Re-resolve requirements/requirements-*.txt after a change to pyproject.toml (pins kept where they still fit);
 # `make lock UPGRADE=1` moves every pin to the newest release.
 lock: $(VENV)/.dev
 	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)

@@ -35,6 +35,13 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 CONSTRAINED_BY = "dev"
 DIGEST_PREFIX = "# inputs-sha256: "
+
+
+def lock_file(name: str) -> Path:
+    """requirements/requirements-<name>.txt: the lock of one install target."""
+    return LOCK_DIR / f"requirements-{name}.txt"
+
+
 # pip-compile pins the local build it resolved (torch 2.13.0+cpu); the lock names the release, which
 # the CPU wheel satisfies, so the lock carries nothing of this machine.
 LOCAL_VERSION = re.compile(r"^([A-Za-z0-9_.-]+==[^+\s]+)\+[A-Za-z0-9.]+$")
@@ -71,18 +78,18 @@ def clean_lock(text: str) -> str:
 
 
 def compile_target(name: str, extras: tuple[str, ...], upgrade: bool) -> None:
-    """Run pip-compile for one target from the repository root and write requirements/<name>.txt.
+    """Run pip-compile for one target from the repository root and write requirements/requirements-<name>.txt.
 
     Pins already in the file are kept unless ``upgrade`` (pip-compile's own rule), so a changed
     pyproject.toml moves only what it must."""
-    out = LOCK_DIR / f"{name}.txt"
+    out = lock_file(name)
     command = [sys.executable, "-m", "piptools", "compile", "--quiet", "--allow-unsafe", "--strip-extras"]
     command += ["--no-emit-find-links", "--no-emit-index-url", "--no-emit-trusted-host", "--newline=LF"]
     command += [f"--extra={extra}" for extra in extras]
     command += ["--all-build-deps"]  # setuptools, for `pip install --no-build-isolation` of the project
-    command += [f"--constraint=requirements/{CONSTRAINED_BY}.txt"] if name != CONSTRAINED_BY else []
+    command += [f"--constraint={lock_file(CONSTRAINED_BY).relative_to(REPO)}"] if name != CONSTRAINED_BY else []
     command += ["--upgrade"] if upgrade else []
-    command += [f"--output-file=requirements/{name}.txt", "pyproject.toml"]
+    command += [f"--output-file={out.relative_to(REPO)}", "pyproject.toml"]
     subprocess.run(command, cwd=REPO, check=True)
     body = clean_lock(out.read_text())
     out.write_text(f"{DIGEST_PREFIX}{inputs_digest(REPO / 'pyproject.toml', extras)}\n{body}")

@@ -1,4 +1,4 @@
-"""The install locks (requirements/*.txt) agree with pyproject.toml, carry nothing of this machine,
+"""The install locks (requirements/requirements-*.txt) agree with pyproject.toml, carry nothing of this machine,
 and are what the test environment was installed from."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from scripts.lock import CONSTRAINED_BY, LOCK_DIR, TARGETS, clean_lock, inputs_digest, recorded_digest
+from scripts.lock import CONSTRAINED_BY, TARGETS, clean_lock, inputs_digest, lock_file, recorded_digest
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = REPO / "pyproject.toml"
@@ -24,7 +24,7 @@ LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*==[^\s+]+|\s*#.*|)$")
 
 def pins(target: str) -> dict[str, str]:
     """name -> pinned version of one lock file."""
-    found = (PIN.match(line) for line in (LOCK_DIR / f"{target}.txt").read_text().splitlines())
+    found = (PIN.match(line) for line in lock_file(target).read_text().splitlines())
     return {canonicalize_name(m[1]): m[2] for m in found if m}
 
 
@@ -45,9 +45,9 @@ def direct_requirements(extras: tuple[str, ...]) -> list[Requirement]:
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_lock_was_compiled_from_the_current_pyproject(target: str) -> None:
-    recorded = recorded_digest(LOCK_DIR / f"{target}.txt")
+    recorded = recorded_digest(lock_file(target))
     assert recorded == inputs_digest(PYPROJECT, TARGETS[target]), (
-        f"requirements/{target}.txt is stale: pyproject.toml's dependencies changed; run `make lock`"
+        f"requirements/requirements-{target}.txt is stale: pyproject.toml's dependencies changed; run `make lock`"
     )
 
 
@@ -56,18 +56,20 @@ def test_every_direct_requirement_is_pinned_within_its_range(target: str) -> Non
     locked = pins(target)
     for req in direct_requirements(TARGETS[target]):
         name = canonicalize_name(req.name)
-        assert name in locked, f"{req} is not in requirements/{target}.txt; run `make lock`"
+        assert name in locked, f"{req} is not in requirements/requirements-{target}.txt; run `make lock`"
         assert req.specifier.contains(Version(locked[name]), prereleases=True), (
-            f"requirements/{target}.txt pins {name}=={locked[name]}, outside {req}; run `make lock`"
+            f"requirements/requirements-{target}.txt pins {name}=={locked[name]}, outside {req}; run `make lock`"
         )
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_lock_is_portable(target: str) -> None:
     """Only exact public pins and comments: no path, URL, index, local version or editable line."""
-    for number, line in enumerate((LOCK_DIR / f"{target}.txt").read_text().splitlines(), 1):
-        assert LOCK_LINE.match(line), f"requirements/{target}.txt:{number}: not a portable pin: {line!r}"
-        assert not re.search(r"(/work/|/opt/|/root/|/home/|/tmp/|file:/)", line), f"{target}.txt:{number}: {line!r}"
+    for number, line in enumerate(lock_file(target).read_text().splitlines(), 1):
+        assert LOCK_LINE.match(line), f"requirements/requirements-{target}.txt:{number}: not a portable pin: {line!r}"
+        assert not re.search(r"(/work/|/opt/|/root/|/home/|/tmp/|file:/)", line), (
+            f"requirements-{target}.txt:{number}: {line!r}"
+        )
 
 
 def test_one_version_per_package_across_locks() -> None:
@@ -83,7 +85,7 @@ def test_no_target_pulls_a_cuda_torch() -> None:
         assert "torch" not in pins(target), f"the {target} install must not need torch"
     for target in TARGETS:
         cuda = [name for name in pins(target) if name.startswith("nvidia-") or name == "triton"]
-        assert not cuda, f"requirements/{target}.txt pulls CUDA packages {cuda}"
+        assert not cuda, f"requirements/requirements-{target}.txt pulls CUDA packages {cuda}"
     assert pins("train")["torch"] == pins("dev")["torch"] == "2.13.0"
 
 
@@ -93,12 +95,12 @@ def test_clean_lock_drops_machine_specific_lines() -> None:
 
 
 def test_this_environment_is_the_dev_lock() -> None:
-    """Every distribution installed beside the tests is pinned in requirements/dev.txt at its version
+    """Every distribution installed beside the tests is pinned in requirements/requirements-dev.txt at its version
     (torch's CPU build, 2.13.0+cpu, counts as 2.13.0)."""
     locked = pins("dev")
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
     installed.pop("candor", None)
     unlocked = sorted(set(installed) - set(locked))
     moved = {n: (v, locked[n]) for n, v in installed.items() if n in locked and Version(v).public != locked[n]}
-    assert not unlocked, f"installed but not in requirements/dev.txt: {unlocked}"
+    assert not unlocked, f"installed but not in requirements/requirements-dev.txt: {unlocked}"
     assert not moved, f"installed version differs from the lock (installed, locked): {moved}"

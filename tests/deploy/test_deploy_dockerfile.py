@@ -77,8 +77,10 @@ def test_variant_build_arg_selects_the_serving_lock() -> None:
     assert [r.split(">")[0] for r in extras["cpu"]] == ["onnxruntime"]
     assert [r.split(">")[0] for r in extras["gpu"]] == ["onnxruntime-gpu"]
     builder = dockerfile.stages["builder"].text()
-    assert "COPY requirements/serve.txt requirements/gpu.txt requirements/" in builder
-    assert '-r "requirements/$(if [ "${VARIANT}" = gpu ]; then echo gpu; else echo serve; fi).txt"' in builder
+    assert "COPY requirements/requirements-serve.txt requirements/requirements-gpu.txt requirements/" in builder
+    assert (
+        '-r "requirements/requirements-$(if [ "${VARIANT}" = gpu ]; then echo gpu; else echo serve; fi).txt"' in builder
+    )
     assert "--no-deps --no-build-isolation ." in builder
 
 
@@ -111,7 +113,7 @@ def test_train_stage_installs_torch_cpu_from_the_pytorch_index_or_a_mounted_fold
     assert "ARG TORCH_FIND_LINKS=\n" in train
     torch_source = '${TORCH_FIND_LINKS:+--no-index --find-links "${TORCH_FIND_LINKS}"}'
     assert f'--no-deps {torch_source} --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"' in train
-    assert "-r requirements/train.txt" in train
+    assert "-r requirements/requirements-train.txt" in train
     assert f"USER {IMAGE_UID}:{IMAGE_UID}" in train
     assert 'ENTRYPOINT ["candor"]' in train and 'CMD ["train",' in train
 
@@ -230,7 +232,13 @@ def test_dockerignore_keeps_what_the_dockerfile_copies_and_nothing_heavy() -> No
         for src in args.split()[:-1]
         if not src.startswith("--")
     }
-    assert sources >= {"pyproject.toml", "models/", "service/", "deploy/docker/entrypoint.sh", "requirements/train.txt"}
+    assert sources >= {
+        "pyproject.toml",
+        "models/",
+        "service/",
+        "deploy/docker/entrypoint.sh",
+        "requirements/requirements-train.txt",
+    }
     for source in sources:
         assert (REPO / source).exists(), source
         assert not dockerignore_excludes(source.rstrip("/"), patterns), source

@@ -1,7 +1,7 @@
 """The serving image's environment, built the way the Dockerfile's builder stage builds it.
 
 No Docker engine runs here, so the test does the stage's steps on this machine: a fresh venv, the
-lock requirements/serve.txt (core + cpu), then the project from a copy of the build context with
+lock requirements/requirements-serve.txt (core + cpu), then the project from a copy of the build context with
 --no-deps --no-build-isolation. torch must be absent. `candor serve` then starts through the
 image's entrypoint with an empty models mount, so it falls back to the bundled default artifact,
 and answers the HEALTHCHECK command, /v2/health/ready and one predict call.
@@ -60,8 +60,8 @@ def build_runtime_venv(root: Path) -> Path:
     ]
     python = str(venv / "bin" / "python")
     steps = [
-        [*pip, "-r", "requirements/serve.txt"],
-        [*pip, "--constraint", "requirements/dev.txt", "grpcio-tools"],  # the gRPC stubs, then not kept
+        [*pip, "-r", "requirements/requirements-serve.txt"],
+        [*pip, "--constraint", "requirements/requirements-dev.txt", "grpcio-tools"],  # the gRPC stubs, then not kept
         [python, "-m", "service.grpc.stubs"],
         [python, "-m", "pip", "uninstall", "-q", "--yes", "grpcio-tools"],
         [*pip, "--no-deps", "--no-build-isolation", "."],
