@@ -16,7 +16,8 @@ in this one process.
    needs, i.e. what a put cost before scores were kept. Stores opened once and prefilled with
    ``--rows``, then ``--score-blocks`` blocks of 1024 rows each, the variants alternating block by
    block; prints each variant's median over blocks in us per prediction, the added us per
-   prediction and the ratio to the store without scores.
+   prediction and the ratio to the store without scores. Then the window read: ``served_rows``
+   of every row with scores, and of the last second's.
 
     .venv/bin/python -m bench.request_path
     .venv/bin/python -m bench.request_path --parts scores --classes 1000
@@ -280,6 +281,17 @@ def score_writes(rows: int, classes: int, blocks: int) -> None:
                     for name in list(stores) if b % 2 == 0 else list(reversed(stores)):
                         per_row[name].append(time_block(stores[name], size, classes, name == "scores", rng))
                 report_scores(backend, size, classes, per_row)
+            window_reads(backend, stores["scores"])
+
+
+def window_reads(backend: str, store: PredictionStore) -> None:
+    """Time ``served_rows`` over everything stored and over the last second's rows only."""
+    now = time.time()
+    for label, since in (("all", 0.0), ("last 1 s", now - 1.0)):
+        started = time.perf_counter()
+        rows = store.served_rows("m", "1", since, now + 1.0)
+        took = time.perf_counter() - started
+        print(f"window    {backend:<11} served_rows, {label:<8}: {len(rows):>7} rows in {1e3 * took:7.1f} ms")
 
 
 def report_scores(backend: str, size: int, classes: int, per_row: dict[str, list[float]]) -> None:
