@@ -60,7 +60,8 @@ _SELECT = (
 )
 _WINDOW = (
     "SELECT prediction_id, created_at, scores, label FROM predictions "
-    "WHERE model = ? AND version = ? AND created_at >= ? AND created_at < ? AND scores IS NOT NULL"
+    "WHERE model = ? AND version = ? AND created_at >= ? AND created_at < ? AND scores IS NOT NULL "
+    "ORDER BY created_at"
 )
 _MARK = "UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ? AND label IS NULL"
 _EVICT = (
@@ -210,8 +211,7 @@ class SQLiteStore:
                 rows = self._conn.execute(_WINDOW, (model, version, float(since), float(until))).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"prediction store {self.path} failed: {exc}") from exc
-        ids, created, scores, labels = zip(*rows, strict=True) if rows else ((), (), (), ())
-        return served_rows_of(ids, created, scores, labels)
+        return served_rows_of(rows)
 
     def evicted(self) -> int:
         """Unlabelled records dropped for capacity, over the file's whole life."""
