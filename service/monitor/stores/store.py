@@ -63,7 +63,7 @@ class PredictionRecord:
     scores: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: no field-wise ==, compare the fields
 class ServedRows:
     """Stored predictions of one (model, version) created in [since, until), oldest first.
 
