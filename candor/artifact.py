@@ -1,7 +1,7 @@
 """Torch-free pieces of writing an artifact: running a graph, parity, reference figures, atomic publish.
 
 Shared by ``candor export`` (torch runs), ``candor calibrate-onnx`` (any ONNX classifier) and the
-service, so every artifact is written by one code path.
+service's recalibration (service/recalibration), so every artifact is written by one code path.
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ def check_batches_agree(graph: onnx.ModelProto, x: np.ndarray, expected: np.ndar
 
 
 def reference_figures(
-    probs: np.ndarray, labels: np.ndarray, split: Literal["test", "validation"] = "test"
+    probs: np.ndarray, labels: np.ndarray, split: Literal["test", "validation", "production"] = "test"
 ) -> ReferenceFigures:
-    """Calibration figures, per-bin sums and confidence histogram on held-out data."""
+    """Calibration figures, per-bin sums, confidence histogram and mean probability per class (the
+    class priors a prior-shift recalibration starts from) on held-out data."""
     stats = bin_statistics(probs, labels, DEFAULT_BINS)
     return ReferenceFigures(
         split=split,
@@ -81,6 +82,7 @@ def reference_figures(
         confidence_histogram=ConfidenceHistogram(
             edges=bin_edges(DEFAULT_BINS).tolist(), fractions=(stats.counts / stats.total).tolist()
         ),
+        class_priors=np.clip(probs.mean(axis=0), 0.0, 1.0).tolist(),
     )
 
 
