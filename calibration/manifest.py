@@ -169,7 +169,7 @@ class Lineage(_Frozen):
     """Where a recalibrated version comes from (service/recalibration): its base version, the
     production window and labels it was fitted on, and the map appended to the base graph's output.
 
-    ``map`` takes the base version's log-probabilities (floored at -100) as its logits; the base
+    ``map`` takes the base version's log-probabilities (floored at log of the smallest normal float32, -87.34) as its logits; the base
     graph's own map (``calibration``) is unchanged underneath it."""
 
     base_version: str = Field(pattern=r"^[1-9][0-9]*$")

@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter
 from service.errors import ModelNotFound, ServiceError
 from service.inference.model_manager import ModelManager
 from service.inference.repository import artifact_directories
-from service.recalibration.candidate import CANDIDATES, Job, Method, Rows, Verdict, run_job
+from service.monitor.stores.store import ServedRows
+from service.recalibration.candidate import CANDIDATES, Job, Method, Verdict, run_job
 from service.recalibration.promotion import install_offline, promote_served
 from service.settings import Settings
 
@@ -31,7 +32,7 @@ Promote = Literal["auto", "never"]
 class RowSource(Protocol):
     """The monitor or its store: stored predictions of one version created in [since, until)."""
 
-    def served_rows(self, model: str, version: str, since: float, until: float) -> Rows: ...
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows: ...
 
 
 class RecalibrationBusy(ServiceError):
@@ -56,7 +57,7 @@ def make_job(settings: Settings, model: str, base_dir: Path, method: Method, win
     )
 
 
-def read_window(source: RowSource, model: str, version: str, job: Job) -> Rows:
+def read_window(source: RowSource, model: str, version: str, job: Job) -> ServedRows:
     return source.served_rows(model, version, job.window_start.timestamp(), job.window_end.timestamp())
 
 
