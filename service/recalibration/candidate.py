@@ -1,7 +1,8 @@
 """One recalibration, up to the candidate on disk and its verdict (blocking; run off the event loop).
 
-1. the window's served rows (``ServedRows``, read through ``Monitor.served_rows`` or the store) are split by a seeded hash of
-   the prediction id into a fit half and a held-out half (calibration.recalibration.heldout_mask);
+1. the window's served rows (``ServedRows``, read through ``Monitor.served_rows`` or the store) are
+   split by a seeded hash of the prediction id into a fit half and a held-out half
+   (calibration.recalibration.heldout_mask);
 2. the map is fitted on the fit half's labelled rows (ts, fts, best), or, for prior-shift, the class
    priors are re-estimated by EM on every row except the held-out labelled ones (calibration.prior_shift);
 3. the map is appended to the base version's graph (candor.recalibrated), parity-checked, and the
