@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from calibration.errors import CandorError
 from service.errors import ModelNotFound, ServiceError
 from service.inference.model_manager import ModelManager
 from service.inference.repository import artifact_directories
@@ -39,6 +40,12 @@ class RecalibrationBusy(ServiceError):
     """A recalibration of this model is already running."""
 
     status = 409
+
+
+class RecalibrationFailed(ServiceError):
+    """The job stopped (a parity failure, a fit on unusable rows): nothing was written or promoted."""
+
+    status = 500
 
 
 def make_job(settings: Settings, model: str, base_dir: Path, method: Method, window_s: float, now: float) -> Job:
@@ -107,8 +114,10 @@ class Recalibrator:
             verdict = await self._run(
                 manager, source, engine.directory, engine.manifest.version, method, window_s, promote
             )
-        except Exception:
+        except Exception as exc:
             self.total.labels(model, method, "failed").inc()
+            if isinstance(exc, CandorError) and not isinstance(exc, ServiceError):  # core or artifact writing
+                raise RecalibrationFailed(f"recalibration of {model} stopped: {exc}; nothing was promoted") from exc
             raise
         finally:
             self._running.discard(model)
