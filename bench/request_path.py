@@ -13,9 +13,11 @@ in this one process.
    vector (``--classes`` classes, encoded as the monitor does, the encoding timed with the put),
    for a SQLite transaction, the pending log and Redis (a redis-server started here, when
    installed); for SQLite also without the (model, version, created_at) index the window read
-   needs, i.e. what a put cost before scores were kept. Alternating rounds on stores opened once
-   (``--score-rounds``); prints each variant's median us per prediction, the added us per
-   prediction and the ratio to the store without scores.
+   needs, i.e. what a put cost before scores were kept. Stores opened once and prefilled with
+   ``--rows``, then ``--score-blocks`` blocks of 1024 rows each, the variants alternating block by
+   block; prints each variant's median over blocks in us per prediction, the added us per
+   prediction and the ratio to the store without scores. Then the window read: ``served_rows``
+   of every row with scores, and of the last second's.
 
     .venv/bin/python -m bench.request_path
     .venv/bin/python -m bench.request_path --parts scores --classes 1000
@@ -184,6 +186,7 @@ async def thread_hop(calls: int) -> None:
 
 
 Probs = np.ndarray
+BLOCK_ROWS = 1024  # rows per timed block of part 4: the pending log's flush_rows
 
 
 def served_probs(n: int, classes: int, rng: np.random.Generator) -> Probs:
@@ -247,35 +250,48 @@ def score_stores(stack: ExitStack, backend: str, url: str | None) -> dict[str, P
     return stores
 
 
-def time_puts(store: PredictionStore, size: int, calls: int, classes: int, scored: bool, seed: int) -> float:
-    """Seconds per prediction of ``calls`` puts of ``size`` rows, records and encoding included."""
-    rng = np.random.default_rng(seed)
+def time_block(store: PredictionStore, size: int, classes: int, scored: bool, rng: np.random.Generator) -> float:
+    """Seconds per prediction of puts of ``size`` rows, BLOCK_ROWS rows in all (so each block of
+    the pending log holds exactly one bulk move into the file), records and encoding included."""
+    calls = BLOCK_ROWS // size
     probs = [served_probs(size, classes, rng) if scored else None for _ in range(calls)]
     ids = [new_prediction_ids(size) for _ in range(calls)]
     started = time.perf_counter()
     for batch_ids, batch_probs in zip(ids, probs, strict=True):
         store.put(scored_records(batch_ids, batch_probs, time.time()))
-    return (time.perf_counter() - started) / (calls * size)
+    return (time.perf_counter() - started) / BLOCK_ROWS
 
 
-def score_writes(rows: int, calls: int, classes: int, rounds: int) -> None:
-    """Part 4 (module docstring): each backend, 32-row and 1-row puts, alternating variants."""
+def score_writes(rows: int, classes: int, blocks: int) -> None:
+    """Part 4 (module docstring): each backend, 32-row and 1-row puts, the variants alternating
+    block by block (the host drifts by tens of percent within minutes)."""
+    rng = np.random.default_rng(0)
     with redis_url() as url, ExitStack() as stack:
         if url is None:
             print("scores    Redis: redis-server not installed, skipped")
         for backend in ["SQLite", "pending log"] + (["Redis"] if url else []):
             stores = score_stores(stack, backend, url)
             for name, store in stores.items():  # prefill: rows of the variant's own kind
-                for k in range(rows // 32):
-                    probs = served_probs(32, classes, np.random.default_rng(k)) if name == "scores" else None
+                for _ in range(rows // 32):
+                    probs = served_probs(32, classes, rng) if name == "scores" else None
                     store.put(scored_records(new_prediction_ids(32), probs, time.time()))
             for size in (32, 1):
                 per_row: dict[str, list[float]] = {name: [] for name in stores}
-                for r in range(rounds):
-                    for name in list(stores) if r % 2 == 0 else list(reversed(stores)):
-                        n = calls * 32 // size // rounds
-                        per_row[name].append(time_puts(stores[name], size, n, classes, name == "scores", r))
+                for b in range(blocks):
+                    for name in list(stores) if b % 2 == 0 else list(reversed(stores)):
+                        per_row[name].append(time_block(stores[name], size, classes, name == "scores", rng))
                 report_scores(backend, size, classes, per_row)
+            window_reads(backend, stores["scores"])
+
+
+def window_reads(backend: str, store: PredictionStore) -> None:
+    """Time ``served_rows`` over everything stored and over the last second's rows only."""
+    now = time.time()
+    for label, since in (("all", 0.0), ("last 1 s", now - 1.0)):
+        started = time.perf_counter()
+        rows = store.served_rows("m", "1", since, now + 1.0)
+        took = time.perf_counter() - started
+        print(f"window    {backend:<11} served_rows, {label:<8}: {len(rows):>7} rows in {1e3 * took:7.1f} ms")
 
 
 def report_scores(backend: str, size: int, classes: int, per_row: dict[str, list[float]]) -> None:
@@ -299,7 +315,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="predictions in the store before timing")
     parser.add_argument("--parts", nargs="+", default=["routing", "stores", "hop", "scores"])
     parser.add_argument("--classes", type=int, default=10, help="classes of the stored score vectors")
-    parser.add_argument("--score-rounds", type=int, default=6)
+    parser.add_argument("--score-blocks", type=int, default=15, help=f"alternating blocks of {BLOCK_ROWS} rows")
     args = parser.parse_args()
     if "routing" in args.parts:
         asyncio.run(routing(args.calls))
@@ -308,7 +324,7 @@ def main() -> None:
     if "hop" in args.parts:
         asyncio.run(thread_hop(args.calls // 2))
     if "scores" in args.parts:
-        score_writes(args.rows, 300, args.classes, args.score_rounds)
+        score_writes(args.rows, args.classes, args.score_blocks)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ the served graph must apply the same floor before its log.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,23 +45,18 @@ _FLOAT = np.dtype("<f4")
 
 def encode_scores(probs: ArrayLike, top_k: int = DEFAULT_TOP_K) -> list[bytes]:
     """One blob per row of the (n, C) served probabilities: full when C <= top_k, else the top_k
-    classes and the rest's mass (module docstring). Vectorised: one table, one ``tobytes``."""
+    classes and the rest's mass (module docstring). Vectorised: one ``tobytes`` for the batch."""
     p = np.ascontiguousarray(probs, dtype=_FLOAT)
     if p.ndim != 2 or top_k < 1:
         raise MonitorInputError(f"scores need (n, C) probabilities and top_k >= 1, got shape {p.shape}, {top_k=}")
     n, c = p.shape
-    table = _full_table(p) if c <= top_k else _top_k_table(p, top_k)
+    if c <= top_k:  # the header, then the row's bytes as served (no table to build)
+        header, data, width = struct.pack("<II", c, c), p.tobytes(), c * _FLOAT.itemsize
+        return [header + data[start : start + width] for start in range(0, n * width, width)]
+    table = _top_k_table(p, top_k)
     table[:, 0] = c
     data, width = table.tobytes(), table.shape[1] * _WORD.itemsize
     return [data[start : start + width] for start in range(0, n * width, width)]
-
-
-def _full_table(p: NDArray[np.float32]) -> NDArray[np.uint32]:
-    """Header + the C float32 probabilities as raw words."""
-    table = np.empty((p.shape[0], HEADER_WORDS + p.shape[1]), dtype=_WORD)
-    table[:, 1] = p.shape[1]
-    table[:, HEADER_WORDS:] = p.view(_WORD)
-    return table
 
 
 def _top_k_table(p: NDArray[np.float32], k: int) -> NDArray[np.uint32]:

@@ -13,7 +13,8 @@ Contract shared by every backend (SQLiteStore, RedisStore):
 - ``served_rows(model, version, since, until)`` reads back what a refit needs: the served
   probability vectors (as log-probabilities) and labels of one (model, version)'s predictions
   created in ``[since, until)``, oldest first (``ServedRows``); rows stored without scores are left
-  out. Read-only.
+  out. Read-only. What a record keeps of its vector (all of it up to ``top_k`` classes, above it
+  the top k and the rest's mass) and why: service.monitor.stores.scores.
 - Records are kept ``retention + expired_grace`` seconds (so late labels read ``expired``, not
   ``unknown``), then purged. At most ``capacity`` records are kept: a put into a full store drops
   the oldest records, and each one dropped while still unlabelled counts in ``evicted``.
