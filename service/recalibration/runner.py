@@ -10,6 +10,7 @@ models_dir so that the next start serves it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from service.recalibration.promotion import install_offline, promote_served
 from service.settings import Settings
 
 Promote = Literal["auto", "never"]
+log = logging.getLogger("candor.recalibration")
 
 
 class RowSource(Protocol):
@@ -122,6 +124,14 @@ class Recalibrator:
         finally:
             self._running.discard(model)
         self.total.labels(model, method, verdict.outcome).inc()
+        log.info(
+            "candor: recalibration of %s v%s (%s): %s, %s",
+            model,
+            verdict.base_version,
+            method,
+            verdict.outcome,
+            verdict.reason,
+        )
         return verdict
 
     async def _run(

@@ -153,3 +153,11 @@ def test_offline_reads_the_store_a_stopped_server_left(env: dict[str, str], caps
     assert answer["n_fit"] + answer["n_heldout"] + answer["n_unlabelled"] == 120
     assert answer["outcome"] == "insufficient_labels" and answer["new_version"] == "2"  # 300 labels needed
     assert Path(answer["artifact_path"]) == Path(env["CANDOR_STATE_DIR"]) / "candidates" / MODEL / "2"
+
+
+def test_an_explicit_url_that_does_not_answer_is_an_error(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{env['CANDOR_PORT']}"
+    assert main(["recalibrate", MODEL, "--window", "1h", "--method", "ts", "--url", url]) == 2
+    assert "no server answers" in capsys.readouterr().err
