@@ -14,14 +14,17 @@ for both sides); the load generator shares the host's cores with the server.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
+
 from bench.loadgen import wrk_available
-from bench.peers.answers import compare, grpc_answer, http_answer
+from bench.peers.answers import Answer, compare, grpc_answer, http_answer
 from bench.peers.base import GRPC, KINDS, MODEL, Peer, candor_path
 from bench.peers.measure import Target, measure, warm_up
 from bench.peers.registry import PEERS
@@ -32,6 +35,23 @@ from bench.peers.venvs import current_python_versions, ensure_venv, installed_ve
 from bench.processes import REPO, candor_serve, free_port
 
 FRAMEWORKS = ("kserve", "mlserver", "nvidia-pytriton", "litserve", "bentoml", "onnxruntime", "numpy", "uvloop")
+
+
+def host() -> str:
+    """nproc, CPU model and RAM from /proc, and this Python."""
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 2**20:.1f} GiB RAM, python {platform.python_version()}, load {load}"
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,10 +65,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def answerer(port: int, grpc_port: int, paths: dict[str, str | None]):  # type: ignore[no-untyped-def]
+def answerer(port: int, grpc_port: int, paths: dict[str, str | None]) -> Answer:
     """(kind, request) -> probabilities from one server."""
 
-    def answer(kind: str, request: Request):  # type: ignore[no-untyped-def]
+    def answer(kind: str, request: Request) -> np.ndarray:
         if kind == GRPC:
             return grpc_answer(grpc_port, request)
         path = paths[kind]
@@ -76,7 +96,9 @@ def alternate(peer: str, kind: str, candor: Target, other: Target, rounds: int, 
     return out
 
 
-def bench_peer(peer: Peer, venv: Path, work: Path, candor: tuple[int, int, int], args: argparse.Namespace) -> list[Round]:
+def bench_peer(
+    peer: Peer, venv: Path, work: Path, candor: tuple[int, int, int], args: argparse.Namespace
+) -> list[Round]:
     """Start the peer, check its answers for each kind, run the rounds of those that match."""
     http_port, grpc_port, pid = candor
     kinds = [k for k in peer.kinds if k in args.kinds.split(",")]
@@ -106,7 +128,7 @@ def main() -> None:
     unknown = sorted(set(names) - set(PEERS))
     if unknown:
         sys.exit(f"unknown peers {unknown}; known: {list(PEERS)}")
-    print(f"host: {platform.node()}, {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"host: {host()}")
     print(f"candor: {current_python_versions(FRAMEWORKS)}")
     rounds: list[Round] = []
     refused: dict[str, str] = {}
@@ -120,13 +142,17 @@ def main() -> None:
             peer = PEERS[name]
             try:
                 seconds = ensure_venv(root / name, peer.requirements)
-                print(f"{name}: venv {root / name} ({seconds:.0f} s to install) {installed_versions(root / name, FRAMEWORKS)}")
+                versions = installed_versions(root / name, FRAMEWORKS)
+                print(f"{name}: venv {root / name} ({seconds:.0f} s to install) {versions}")
+                if peer.notes:
+                    print(f"{name}: workaround: {peer.notes}")
                 rounds += bench_peer(peer, root / name, Path(tmp) / name, (http_port, grpc_port, proc.pid), args)
             except (RuntimeError, TimeoutError, OSError) as exc:
                 refused[name] = f"{type(exc).__name__}: {exc}"
                 print(f"{name}: NOT benchmarked: {refused[name]}", flush=True)
     print(f"\nmedians over rounds, model {MODEL}, 1 image per request (ratio: Candor / peer, within each round)")
     print(markdown(rounds))
+    print(f"host at the end: {host()}")
     for name, why in refused.items():
         print(f"- {name}: not benchmarked: {why}")
 

@@ -17,7 +17,7 @@ from bench.peers.base import V1_JSON, Launch, Peer, Ports, copy_model_module
 
 REQUIREMENTS = ("bentoml==1.4.40", "onnxruntime==1.32.0")
 
-SERVICE = '''
+SERVICE = """
 import os
 
 import bentoml
@@ -33,7 +33,7 @@ class Peer:
     @bentoml.api
     def predict(self, instances: list) -> dict:
         return {"predictions": self.model.predict(instances).tolist()}
-'''
+"""
 
 
 def write(directory: Path, model_dir: Path, ports: Ports, venv: Path) -> Launch:

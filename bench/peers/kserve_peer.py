@@ -17,7 +17,7 @@ from bench.peers.base import GRPC, MODEL, V1_JSON, V2_BINARY, V2_JSON, Launch, P
 
 REQUIREMENTS = ("kserve==0.21.0", "onnxruntime==1.32.0")
 
-SERVER = '''
+SERVER = """
 import os
 
 import kserve
@@ -50,7 +50,7 @@ class PeerKServe(kserve.Model):
 
 if __name__ == "__main__":
     kserve.ModelServer().start([PeerKServe(os.environ["PEER_MODEL_NAME"])])
-'''
+"""
 
 
 def write(directory: Path, model_dir: Path, ports: Ports, venv: Path) -> Launch:
@@ -58,8 +58,17 @@ def write(directory: Path, model_dir: Path, ports: Ports, venv: Path) -> Launch:
     (directory / "server.py").write_text(SERVER)
     flags = ["--workers", "1", "--event-loop", "uvloop", "--enable_latency_logging", "false"]
     return Launch(
-        ["python", "server.py", "--http_port", str(ports.http), "--grpc_port", str(ports.grpc), *flags,
-         "--configure_logging", "false"],
+        [
+            "python",
+            "server.py",
+            "--http_port",
+            str(ports.http),
+            "--grpc_port",
+            str(ports.grpc),
+            *flags,
+            "--configure_logging",
+            "false",
+        ],
     )
 
 

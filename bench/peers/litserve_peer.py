@@ -17,7 +17,7 @@ from bench.peers.base import V1_JSON, Launch, Peer, Ports, copy_model_module
 
 REQUIREMENTS = ("litserve==0.2.19", "onnxruntime==1.32.0", "uvloop==0.23.0", "httptools==0.9.0")
 
-SERVER = '''
+SERVER = """
 import os
 import sys
 
@@ -44,8 +44,10 @@ if __name__ == "__main__":
     server = ls.LitServer(
         PeerAPI(max_batch_size=1), accelerator="cpu", workers_per_device=1, timeout=False, fast_queue=True
     )
-    server.run(port=int(sys.argv[1]), host="127.0.0.1", num_api_servers=1, generate_client_file=False, log_level="warning")
-'''
+    server.run(
+        port=int(sys.argv[1]), host="127.0.0.1", num_api_servers=1, generate_client_file=False, log_level="warning"
+    )
+"""
 
 
 def write(directory: Path, model_dir: Path, ports: Ports, venv: Path) -> Launch:

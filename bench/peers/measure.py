@@ -100,4 +100,3 @@ def measure(kind: str, target: Target, request: Request, seconds: float) -> Figu
 
 def warm_up(kind: str, target: Target, request: Request) -> None:
     run(kind, target, request, HIGH, 2.0)
-

@@ -18,7 +18,7 @@ from bench.peers.base import GRPC, MODEL, V2_JSON, Launch, Peer, Ports, copy_mod
 
 REQUIREMENTS = ("mlserver==1.7.1", "uvloop<0.22", "httptools==0.9.0", "onnxruntime==1.32.0")
 
-RUNTIME = '''
+RUNTIME = """
 import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
@@ -36,7 +36,7 @@ class PeerRuntime(MLModel):
         probabilities = self._model.predict(NumpyCodec.decode_input(payload.inputs[0]))
         output = NumpyCodec.encode_output("probabilities", probabilities)
         return InferenceResponse(model_name=self.name, id=payload.id, outputs=[output])
-'''
+"""
 
 
 def write(directory: Path, model_dir: Path, ports: Ports, venv: Path) -> Launch:

@@ -47,7 +47,8 @@ class PeerModel:
         low, high = float(x.min()), float(x.max())
         if not (np.isfinite(low) and np.isfinite(high) and self.low <= low and high <= self.high):
             raise ValueError(f"values must be finite and within [{self.low:g}, {self.high:g}]")
-        return (x * self.gain - self.offset).astype(np.float32)
+        normalised: np.ndarray = (x * self.gain - self.offset).astype(np.float32)
+        return normalised
 
     def predict(self, raw: Any) -> np.ndarray:
         """Calibrated probabilities, FP32 [N, classes]."""

@@ -18,7 +18,7 @@ from bench.peers.base import GRPC, MODEL, V2_BINARY, V2_JSON, Launch, Peer, Port
 
 REQUIREMENTS = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0")
 
-SERVER = '''
+SERVER = """
 import os
 import sys
 
@@ -53,7 +53,7 @@ if __name__ == "__main__":
             strict=False,
         )
         triton.serve()
-'''
+"""
 
 
 def base_lib(venv: Path) -> Path:

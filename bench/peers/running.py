@@ -31,7 +31,9 @@ def model_dir() -> Path:
     return max((p for p in (REPO / "models" / MODEL).iterdir() if (p / "manifest.json").exists()), key=lambda p: p.name)
 
 
-def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = READY_TIMEOUT_S) -> None:
+def wait_ready(
+    port: int, path: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = READY_TIMEOUT_S
+) -> None:
     """Poll GET ``path`` until 200; RuntimeError with the log's tail if the process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

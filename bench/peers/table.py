@@ -44,7 +44,7 @@ def median_figures(figures: list[Figures]) -> Figures:
     """Each field's median over rounds (failures summed)."""
     values = {f.name: statistics.median(getattr(x, f.name) for x in figures) for f in fields(Figures)}
     values["failed"] = sum(x.failed for x in figures)
-    return Figures(**values)  # type: ignore[arg-type]
+    return Figures(**values)
 
 
 def median_ratios(rounds: list[Round]) -> dict[str, float]:
@@ -67,16 +67,16 @@ def fmt(value: float, column: str) -> str:
 
 def markdown(rounds: list[Round]) -> str:
     """One row per (peer, kind): Candor's and the peer's medians and the median ratio per column."""
-    head = "| peer | protocol | rounds | " + " | ".join(
-        f"{HEADINGS[c]} Candor / peer (ratio)" for c in COLUMNS
-    ) + " | failed |"
+    head = (
+        "| peer | protocol | rounds | "
+        + " | ".join(f"{HEADINGS[c]} Candor / peer (ratio)" for c in COLUMNS)
+        + " | failed |"
+    )
     lines = [head, "|" + " --- |" * (len(COLUMNS) + 4)]
     for (peer, kind), rs in group(rounds).items():
         candor, other = median_figures([r.candor for r in rs]), median_figures([r.other for r in rs])
         ratios = median_ratios(rs)
-        cells = [
-            f"{fmt(getattr(candor, c), c)} / {fmt(getattr(other, c), c)} ({ratios[c]:.2f})" for c in COLUMNS
-        ]
+        cells = [f"{fmt(getattr(candor, c), c)} / {fmt(getattr(other, c), c)} ({ratios[c]:.2f})" for c in COLUMNS]
         lines.append(f"| {peer} | {kind} | {len(rs)} | " + " | ".join(cells) + f" | {candor.failed} / {other.failed} |")
     return "\n".join(lines)
 
@@ -84,5 +84,7 @@ def markdown(rounds: list[Round]) -> str:
 def round_line(r: Round, index: int) -> str:
     """One round, printed as it finishes."""
     parts = [f"{c} {fmt(getattr(r.candor, c), c)}/{fmt(getattr(r.other, c), c)}" for c in COLUMNS]
-    share = f" grpc client CPU {r.candor.client_cpu_share:.2f}/{r.other.client_cpu_share:.2f}" if r.kind == "grpc" else ""
+    share = (
+        f" grpc client CPU {r.candor.client_cpu_share:.2f}/{r.other.client_cpu_share:.2f}" if r.kind == "grpc" else ""
+    )
     return f"round {index} {r.peer} {r.kind}: candor/peer " + ", ".join(parts) + share

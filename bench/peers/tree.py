@@ -3,6 +3,7 @@ group or session: BentoML's worker leaves the server's group), their CPU time, a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -64,15 +65,11 @@ def stop_tree(pid: int, grace_s: float = 15.0) -> None:
     """SIGTERM the tree root first then the rest, wait up to ``grace_s``, SIGKILL what is left."""
     pids = descendants(pid)
     for target in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.2)
     for target in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench.loadgen import lua_literal, parse_wrk
-from bench.peers.answers import TOLERANCE, compare
+from bench.peers.answers import TOLERANCE, Answer, compare
 from bench.peers.base import GRPC, KINDS, MODEL, V1_JSON, V2_BINARY, V2_JSON, Ports, candor_path
 from bench.peers.measure import Figures
 from bench.peers.peer_model import PeerModel
@@ -77,7 +77,7 @@ def candor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield client
 
 
-def candor_answer(client: TestClient):  # type: ignore[no-untyped-def]
+def candor_answer(client: TestClient) -> Answer:
     def answer(kind: str, request: Request) -> np.ndarray:
         path = candor_path(kind)
         assert path is not None
@@ -88,7 +88,7 @@ def candor_answer(client: TestClient):  # type: ignore[no-untyped-def]
     return answer
 
 
-def local_answer(model: PeerModel, shift: float = 0.0):  # type: ignore[no-untyped-def]
+def local_answer(model: PeerModel, shift: float = 0.0) -> Answer:
     """A fake peer: the peers' model code in-process, parsing the same request bodies."""
 
     def answer(kind: str, request: Request) -> np.ndarray:
