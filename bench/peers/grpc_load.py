@@ -45,7 +45,12 @@ async def closed_loop(port: int, request: bytes, concurrency: int, seconds: floa
         elapsed = time.perf_counter() - began
     ordered = sorted(latencies) or [0.0]
     quantile = {q: 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (0.5, 0.9, 0.99)}
-    return {"answers": len(latencies), "errors": errors, "elapsed_s": elapsed, **{str(q): v for q, v in quantile.items()}}
+    return {
+        "answers": len(latencies),
+        "errors": errors,
+        "elapsed_s": elapsed,
+        **{str(q): v for q, v in quantile.items()},
+    }
 
 
 def main() -> None:
