@@ -68,6 +68,5 @@ def copy_model_module(directory: Path) -> None:
 
 def candor_path(kind: str, model: str = MODEL) -> str | None:
     """Candor's endpoint for a kind of request (gRPC: None)."""
-    return {V1_JSON: f"/v1/models/{model}:predict", V2_JSON: f"/v2/models/{model}/infer"}.get(
-        kind, f"/v2/models/{model}/infer" if kind == V2_BINARY else None
-    )
+    infer = f"/v2/models/{model}/infer"
+    return {V1_JSON: f"/v1/models/{model}:predict", V2_JSON: infer, V2_BINARY: infer}.get(kind)
