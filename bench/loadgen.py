@@ -72,7 +72,7 @@ class LoadResult:
 WRK_QUANTILES = (0.5, 0.9, 0.99)
 WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = [==[%(body)s]==]
+wrk.body = %(body)s
 %(headers)s
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -97,6 +97,28 @@ end
 """
 
 
+def lua_literal(data: bytes) -> str:
+    """``data`` as a Lua string literal: printable ASCII as is, any other byte as a 3-digit decimal
+    escape (binary bodies, e.g. the V2 binary tensor extension, survive the script)."""
+    plain = set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in data) + '"'
+
+
+def parse_wrk(stdout: str) -> LoadResult:
+    """The LoadResult in the CANDOR_WRK line that WRK_SCRIPT's ``done`` writes."""
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("CANDOR_WRK "))
+    figures = json.loads(line.removeprefix("CANDOR_WRK "))
+    statuses: Counter[int] = Counter()
+    for part in figures["statuses"]:
+        statuses.update({int(code): n for code, n in part.items()})
+    return LoadResult(
+        elapsed_s=figures["duration_us"] / 1e6,
+        statuses=statuses,
+        errors=figures["errors"],
+        quantiles_ms={q: figures["latency_us"][f"{100 * q:g}"] / 1000 for q in WRK_QUANTILES},
+    )
+
+
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
@@ -115,7 +137,7 @@ def wrk_closed_loop(
         f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {"Content-Type": "application/json"}).items()
     )
     script = WRK_SCRIPT % {
-        "body": body.decode(),
+        "body": lua_literal(body),
         "headers": header_lines,
         "quantiles": ", ".join(f"{100 * q:g}" for q in WRK_QUANTILES),
     }
@@ -138,17 +160,7 @@ def wrk_closed_loop(
             text=True,
             check=True,
         ).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("CANDOR_WRK "))
-    figures = json.loads(line.removeprefix("CANDOR_WRK "))
-    statuses: Counter[int] = Counter()
-    for part in figures["statuses"]:
-        statuses.update({int(code): n for code, n in part.items()})
-    return LoadResult(
-        elapsed_s=figures["duration_us"] / 1e6,
-        statuses=statuses,
-        errors=figures["errors"],
-        quantiles_ms={q: figures["latency_us"][f"{100 * q:g}"] / 1000 for q in WRK_QUANTILES},
-    )
+    return parse_wrk(out)
 
 
 async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
