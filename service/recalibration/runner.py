@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from calibration.errors import CandorError
+from calibration.errors import CalibrationError, CandorError
 from service.errors import ModelNotFound, ServiceError
 from service.inference.model_manager import ModelManager
 from service.inference.repository import artifact_directories
@@ -45,9 +45,15 @@ class RecalibrationBusy(ServiceError):
 
 
 class RecalibrationFailed(ServiceError):
-    """The job stopped (a parity failure, a fit on unusable rows): nothing was written or promoted."""
+    """Writing the candidate failed (a parity failure, the disk): nothing was written or promoted."""
 
     status = 500
+
+
+class WindowUnfit(ServiceError):
+    """The window's rows cannot be fitted (the client may pick another window): nothing was written."""
+
+    status = 422
 
 
 def make_job(settings: Settings, model: str, base_dir: Path, method: Method, window_s: float, now: float) -> Job:
@@ -118,7 +124,9 @@ class Recalibrator:
             )
         except Exception as exc:
             self.total.labels(model, method, "failed").inc()
-            if isinstance(exc, CandorError) and not isinstance(exc, ServiceError):  # core or artifact writing
+            if isinstance(exc, CalibrationError):  # the fit refused the window's rows
+                raise WindowUnfit(f"cannot recalibrate {model} from this window: {exc}", "window_seconds") from exc
+            if isinstance(exc, CandorError) and not isinstance(exc, ServiceError):  # artifact writing
                 raise RecalibrationFailed(f"recalibration of {model} stopped: {exc}; nothing was promoted") from exc
             raise
         finally:

@@ -20,7 +20,7 @@ from candor.recalibrated import synthetic_inputs
 from service.inference.model_manager import ModelManager
 from service.inference.repository import load_from_settings
 from service.recalibration.candidate import CANDIDATES
-from service.recalibration.runner import RecalibrationBusy, RecalibrationFailed, Recalibrator, run_offline
+from service.recalibration.runner import RecalibrationBusy, RecalibrationFailed, Recalibrator, WindowUnfit, run_offline
 from service.settings import Settings
 
 MODEL = "digits-cnn"
@@ -216,3 +216,21 @@ def test_prior_shift_with_labels_under_a_label_shift_is_promoted(settings: Setti
     estimated = np.asarray(verdict.parameters["priors"])
     assert estimated[:2].sum() > 0.4 and estimated[-2:].sum() < 0.08  # the shift's direction, recovered
     assert manager.repository.get(MODEL).manifest.version == "2"
+
+
+def test_a_window_the_fit_refuses_is_a_422_naming_the_window_not_a_500(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calibration.errors import CalibrationError
+
+    def refuses(*args: object, **kwargs: object) -> object:
+        raise CalibrationError("every row has the same label")
+
+    monkeypatch.setattr("service.recalibration.candidate.fit_on_log_probs", refuses)
+    registry, manager = CollectorRegistry(), manager_of(settings)
+    with pytest.raises(WindowUnfit) as refused:
+        run(Recalibrator(settings, registry), manager, FakeSource(served_rows(2000)), "ts", "auto")
+    assert refused.value.status == 422 and refused.value.field == "window_seconds"
+    assert "every row has the same label" in str(refused.value)
+    assert not (settings.state_dir / CANDIDATES / MODEL / "2").exists()
+    assert manager.repository.get(MODEL).manifest.version == "1"
