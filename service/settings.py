@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     store_capacity: int = Field(
         default=10_000_000, ge=1, description="predictions kept; beyond, the oldest are evicted"
     )
+    store_top_k: int = Field(
+        default=32,
+        ge=0,
+        description="served probability vector kept per prediction for recalibration: all of it up to "
+        "this many classes, above it the top k and the rest's mass; 0: none kept "
+        "(service/monitor/stores/scores.py)",
+    )
     monitor_window_seconds: float = Field(default=3600.0, gt=0, description="sliding calibration window")
     monitor_buckets: int = Field(default=60, ge=1, description="time buckets per window")
     drift_min_labels: int = Field(

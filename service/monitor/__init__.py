@@ -14,6 +14,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
     monitor.resolve_feedback_batches([labels, ...]) -> [FeedbackResult | BadRequest, ...]  # one store call
     monitor.lookup([prediction_id, ...]) -> {prediction_id: PredictionRecord}  # model, classes
     monitor.record_feedback([(prediction_id, label_index), ...], now=None) -> FeedbackResult
+    monitor.served_rows(model, version, since, until) -> ServedRows  # what a recalibration reads
     monitor.status(model, version, now=None) -> CalibrationStatus  # GET /v1/models/{m}/calibration
     registry.register(MonitorCollector(monitor))                 # the app's own CollectorRegistry
 
@@ -47,6 +48,7 @@ from service.monitor.stores.store import (
     PredictionRecord,
     PredictionStore,
     Resolution,
+    ServedRows,
     StoreLimits,
 )
 
@@ -69,6 +71,7 @@ __all__ = [
     "RedisStore",
     "Resolution",
     "SQLiteStore",
+    "ServedRows",
     "StoreError",
     "StoreLimits",
     "UnknownModelError",

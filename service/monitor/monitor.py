@@ -27,7 +27,8 @@ from service.monitor.schemas import (
     reliability_bins,
 )
 from service.monitor.state import ModelSnapshot, ModelState, reference_statistics
-from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, Resolution
+from service.monitor.stores.scores import DEFAULT_TOP_K, encode_scores
+from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, Resolution, ServedRows
 from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, Clock
 
 ModelKey = tuple[str, str]
@@ -36,12 +37,14 @@ WindowTests = tuple[DriftResult, tuple[float, float] | None]
 
 @dataclass(frozen=True, slots=True)
 class MonitorConfig:
-    """Window length W seconds in B buckets, M confidence bins, drift-test settings."""
+    """Window length W seconds in B buckets, M confidence bins, drift-test settings, and how much
+    of each served probability vector the store keeps (service.monitor.stores.scores; 0: none)."""
 
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     n_buckets: int = DEFAULT_BUCKETS
     n_bins: int = DEFAULT_BINS
     drift: DriftConfig = field(default_factory=DriftConfig)
+    score_top_k: int = DEFAULT_TOP_K
 
 
 class Monitor:
@@ -92,16 +95,20 @@ class Monitor:
         confidences: ArrayLike,
         predicted: ArrayLike,
         now: float | None = None,
+        probs: ArrayLike | None = None,
     ) -> None:
-        """Store served predictions for the label join and count their confidences."""
+        """Store served predictions for the label join and count their confidences; with
+        ``probs`` (the served (n, C) probabilities), each keeps its vector for recalibration
+        (``config.score_top_k``, service.monitor.stores.scores)."""
         t = self._clock() if now is None else now
         conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
         pred = np.asarray(predicted).reshape(-1)
         _check_predictions(ids, conf, pred)
+        scores = self._scores(len(ids), probs)
         self.store.put(
             [
-                PredictionRecord(pid, model, version, float(c), int(k), t)
-                for pid, c, k in zip(ids, conf.tolist(), pred.tolist(), strict=True)
+                PredictionRecord(pid, model, version, float(c), int(k), t, s)
+                for pid, c, k, s in zip(ids, conf.tolist(), pred.tolist(), scores, strict=True)
             ]
         )
         with self._lock:
@@ -109,10 +116,25 @@ class Monitor:
             state.predicted.add_checked(conf, t)  # checked above
             state.predictions_total += conf.size
 
+    def _scores(self, n: int, probs: ArrayLike | None) -> Sequence[bytes | None]:
+        """The encoded score vector of each of n rows (None each without probs or with top_k 0)."""
+        if probs is None or self.config.score_top_k == 0:
+            return [None] * n
+        p = np.asarray(probs, dtype=np.float32)
+        if p.ndim != 2 or p.shape[0] != n or p.shape[1] < 1:
+            raise MonitorInputError(f"probabilities must be (n={n}, C >= 1), got shape {p.shape}")
+        return encode_scores(p, self.config.score_top_k)
+
     def lookup(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
         """Stored predictions of these ids (model, version, predicted class), e.g. to map class
         names to indices before ``record_feedback``; unknown ids are left out."""
         return self.store.fetch(ids)
+
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows:
+        """The stored predictions of (model, version) created in [since, until) with their served
+        log-probabilities and labels (-1 while unlabelled), oldest first; rows stored without
+        scores are left out (PredictionStore.served_rows). Store I/O, outside the lock."""
+        return self.store.served_rows(model, version, since, until)
 
     def record_feedback(self, labels: Sequence[tuple[str, int]], now: float | None = None) -> FeedbackResult:
         """Join (prediction_id, label index) pairs; accepted ones update their model's window."""

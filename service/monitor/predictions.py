@@ -25,11 +25,12 @@ class PredictionRecorder:
         self.monitor = monitor
 
     def record(self, model: str, version: str, probs: NDArray[np.float32]) -> list[str]:
-        """Store each row's top-label confidence and predicted class under a fresh id; returns
-        the ids once stored (blocking: call off the event loop)."""
+        """Store each row's top-label confidence, predicted class and probability vector (what a
+        recalibration refits from) under a fresh id; returns the ids once stored (blocking: call
+        off the event loop)."""
         ids = new_prediction_ids(len(probs))
         confidences, predicted = top_label(probs)
-        self.monitor.record_predictions(model, version, ids, confidences, predicted)
+        self.monitor.record_predictions(model, version, ids, confidences, predicted, probs=probs)
         return ids
 
 

@@ -68,11 +68,13 @@ def open_store(settings: Settings) -> PredictionStore:
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
-    """Window length and buckets, and the drift test's minimum labels, from the settings."""
+    """Window length and buckets, the drift test's minimum labels and the scores kept per stored
+    prediction, from the settings."""
     return MonitorConfig(
         window_seconds=settings.monitor_window_seconds,
         n_buckets=settings.monitor_buckets,
         drift=DriftConfig(min_labels=settings.drift_min_labels),
+        score_top_k=settings.store_top_k,
     )
 
 

@@ -1,7 +1,8 @@
 """PendingLogStore: an append-only log in front of a SQLite store, so that a served prediction costs
 one ``write()`` instead of one SQLite transaction.
 
-``put`` appends the records to ``<db>.pending`` (one JSON line each, one ``os.write`` per call;
+``put`` appends the records to ``<db>.pending`` (one JSON line each: id, model, version, confidence,
+predicted, created_at and, when kept, the scores blob in base64; one ``os.write`` per call;
 with a store opened ``sync="full"``, an ``fdatasync`` too) and returns: from then on they survive
 ``kill -9`` exactly as a SQLite commit in WAL mode with ``synchronous=NORMAL`` does (the bytes are
 in the kernel's page cache). The records move into the store in one transaction ("flush") once
@@ -19,6 +20,7 @@ Replicas that share predictions use a Redis store instead.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -30,7 +32,7 @@ import orjson
 from service.monitor.errors import StoreError
 from service.monitor.stores.ownership import open_exclusively
 from service.monitor.stores.sqlite_store import SQLiteStore
-from service.monitor.stores.store import PredictionRecord, Resolution
+from service.monitor.stores.store import PredictionRecord, Resolution, ServedRows
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +70,7 @@ class PendingLogStore:
         """Append the records to the log (durable against kill -9 when this returns)."""
         if not records:
             return
-        data = b"".join(
-            [
-                orjson.dumps(
-                    [r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted), float(r.created_at)]
-                )
-                + b"\n"
-                for r in records
-            ]
-        )
+        data = b"".join([log_line(r) for r in records])
         with self._lock:
             self._append(data)
             self._pending.extend(records)
@@ -90,6 +84,10 @@ class PendingLogStore:
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
         self.flush()
         return self.store.resolve(labels, now)
+
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows:
+        self.flush()
+        return self.store.served_rows(model, version, since, until)
 
     def evicted(self) -> int:
         self.flush()
@@ -175,6 +173,33 @@ class PendingLogStore:
                 log.info("replayed %d predictions from %s into %s", replayed, self.path, self.store.path)
 
 
+def log_line(r: PredictionRecord) -> bytes:
+    """One record as a JSON line: 6 fields, a 7th (the scores in base64) when they are kept."""
+    fields: list[str | float | int] = [
+        r.prediction_id,
+        r.model,
+        r.version,
+        float(r.confidence),
+        int(r.predicted),
+        float(r.created_at),
+    ]
+    if r.scores:
+        fields.append(base64.b64encode(r.scores).decode("ascii"))
+    return orjson.dumps(fields) + b"\n"
+
+
+def parse_line(line: bytes) -> PredictionRecord:
+    """The record of a ``log_line`` (a log written before scores existed has 6 fields: replayed
+    without scores); ValueError, TypeError or a JSONDecodeError when it is not one."""
+    pid, model, version, confidence, predicted, created, *rest = orjson.loads(line)
+    if len(rest) > 1:
+        raise ValueError(f"{6 + len(rest)} fields")
+    scores = base64.b64decode(rest[0], validate=True) if rest else None
+    return PredictionRecord(
+        str(pid), str(model), str(version), float(confidence), int(predicted), float(created), scores or None
+    )
+
+
 def open_owned_log(path: Path) -> int:
     """Open (create) the log for appending and take its exclusive flock; StoreError if held."""
     return open_exclusively(path, os.O_WRONLY | os.O_APPEND, f"prediction log {path}")
@@ -190,10 +215,7 @@ def read_log(path: Path) -> tuple[list[PredictionRecord], int, int]:
     records: list[PredictionRecord] = []
     for number, line in enumerate(data.splitlines(), start=1):
         try:
-            pid, model, version, confidence, predicted, created = orjson.loads(line)
-            records.append(
-                PredictionRecord(str(pid), str(model), str(version), float(confidence), int(predicted), float(created))
-            )
+            records.append(parse_line(line))
         except (orjson.JSONDecodeError, TypeError, ValueError):
             log.warning("prediction log %s: line %d is not a record, skipped", path, number)
     return records, data.rfind(b"\n") + 1, len(data)

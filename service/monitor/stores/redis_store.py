@@ -1,7 +1,12 @@
 """RedisStore: the prediction store several replicas share.
 
-Each prediction is a hash ``{prefix}p:{id}`` (fields m, v, c, k, t; ``l`` once labelled) with a
-TTL of retention + grace, indexed by creation time in the sorted set ``{prefix}bytime`` (capacity).
+Each prediction is a hash ``{prefix}p:{id}`` (fields m, v, c, k, t; ``s`` the served scores as
+raw bytes when kept, service.monitor.stores.scores; ``l`` once labelled) with a TTL of retention +
+grace, indexed by creation time in the sorted set ``{prefix}bytime`` (capacity); eviction and purge
+delete the hash, scores with it. ``served_rows`` pages through ``bytime`` by score (pages of
+``_PAGE`` ids, each page one ZRANGEBYSCORE and one pipelined round trip of HMGETs): its cost is
+O(log N + rows of every model in the window), so a window of a model that shares the server
+with busier ones also reads theirs; no page holds the server longer than one short command.
 ``put`` and ``resolve`` are Lua scripts, which Redis runs atomically: two replicas receiving the
 same label cannot both accept it. Durability is the server's (``appendonly yes`` with
 ``appendfsync always`` for the SQLite guarantee). Keys are built inside the scripts, so use a single
@@ -10,7 +15,7 @@ Redis (or Sentinel), not Redis Cluster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,19 +26,23 @@ from service.monitor.stores.store import (
     Outcome,
     PredictionRecord,
     Resolution,
+    ServedRows,
     StoreLimits,
     check_labels,
+    served_rows_of,
 )
 
-# ARGV: prefix, ttl_ms, capacity, purge_before, then (id, model, version, conf, pred, created)*
+# ARGV: prefix, ttl_ms, capacity, purge_before, then (id, model, version, conf, pred, created,
+# scores: raw bytes, '' when not kept)*
 _PUT_LUA = """
 local prefix, ttl, capacity, purge_before = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local zset = prefix .. 'bytime'
-for i = 5, #ARGV, 6 do
+for i = 5, #ARGV, 7 do
   local key = prefix .. 'p:' .. ARGV[i]
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, 'm', ARGV[i+1], 'v', ARGV[i+2], 'c', ARGV[i+3], 'k', ARGV[i+4],
                't', ARGV[i+5])
+    if ARGV[i+6] ~= '' then redis.call('HSET', key, 's', ARGV[i+6]) end
     redis.call('PEXPIRE', key, ttl)
     redis.call('ZADD', zset, ARGV[i+5], ARGV[i])
   end
@@ -63,7 +72,7 @@ local prefix, now, expired_before = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 for i = 4, #ARGV, 2 do
   local key = prefix .. 'p:' .. ARGV[i]
-  local rec = redis.call('HMGET', key, 'm', 'v', 'c', 'k', 't', 'l')
+  local rec = redis.call('HMGET', key, 'm', 'v', 'c', 'k', 't', 'l', 's')
   if not rec[1] then
     out[#out + 1] = {'unknown'}
   elseif rec[6] then
@@ -72,12 +81,14 @@ for i = 4, #ARGV, 2 do
     out[#out + 1] = {'expired'}
   else
     redis.call('HSET', key, 'l', ARGV[i+1], 'la', now)
-    out[#out + 1] = {'accepted', rec[1], rec[2], rec[3], rec[4], rec[5]}
+    out[#out + 1] = {'accepted', rec[1], rec[2], rec[3], rec[4], rec[5], rec[7] or ''}
   end
 end
 return out
 """
 _BATCH = 1000  # records or labels per script call (put batches need not be atomic as a whole)
+_PAGE = 5000  # ids per ZRANGEBYSCORE page of served_rows
+_FIELDS = ["m", "v", "c", "k", "t", "s"]
 
 
 class RedisStore:
@@ -87,7 +98,7 @@ class RedisStore:
         self.where = _redacted(url)
         self.limits = limits or StoreLimits()
         self.prefix = prefix
-        self._client: redis.Redis = redis.Redis.from_url(url, decode_responses=True)
+        self._client: redis.Redis = redis.Redis.from_url(url)  # bytes replies: scores are binary
         self._put_script = self._client.register_script(_PUT_LUA)
         self._resolve_script = self._client.register_script(_RESOLVE_LUA)
 
@@ -97,7 +108,7 @@ class RedisStore:
         for start in range(0, len(records), _BATCH):
             batch = records[start : start + _BATCH]
             purge_before = max(r.created_at for r in batch) - self.limits.keep_seconds
-            args = [self.prefix, ttl_ms, str(self.limits.capacity), repr(purge_before)]
+            args: list[str | bytes] = [self.prefix, ttl_ms, str(self.limits.capacity), repr(purge_before)]
             for r in batch:
                 args += [
                     r.prediction_id,
@@ -106,6 +117,7 @@ class RedisStore:
                     repr(float(r.confidence)),
                     str(int(r.predicted)),
                     repr(float(r.created_at)),
+                    r.scores or b"",
                 ]
             self._run(self._put_script, args)
 
@@ -113,18 +125,57 @@ class RedisStore:
         """Stored records of these ids, labelled or not (one pipelined round trip, read-only)."""
         unique = list(dict.fromkeys(ids))
 
-        def read() -> list[list[str | None]]:
+        records = (_record(pid, fields) for pid, fields in zip(unique, self._read_hashes(unique, _FIELDS), strict=True))
+        return {record.prediction_id: record for record in records if record is not None}
+
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows:
+        """Stored rows of (model, version) created in [since, until) with scores (module
+        docstring for the cost); a plain read, not a snapshot: rows put meanwhile may appear."""
+        ids: list[str] = []
+        created: list[float] = []
+        scores: list[bytes | None] = []
+        labels: list[int | None] = []
+        want = (model.encode(), version.encode())
+        for page in self._window_pages(float(since), float(until)):
+            for pid, (m, v, t, s, label) in zip(page, self._read_hashes(page, ["m", "v", "t", "s", "l"]), strict=True):
+                if (m, v) == want and s and t is not None:
+                    ids.append(pid)
+                    created.append(float(t))
+                    scores.append(s)
+                    labels.append(None if label is None else int(label))
+        return served_rows_of(ids, created, scores, labels)
+
+    def _window_pages(self, since: float, until: float) -> Iterator[list[str]]:
+        """Ids in ``bytime`` with since <= score < until, in pages of ``_PAGE`` (score order;
+        a page resumes at the last score seen, skipping the ids of that score already given)."""
+        low, seen_at_low = repr(since), 0
+        while True:
+            page: list[tuple[bytes, float]] = self._call(
+                lambda low=low, skip=seen_at_low: self._client.zrangebyscore(
+                    self.prefix + "bytime", low, "(" + repr(until), start=skip, num=_PAGE, withscores=True
+                )
+            )
+            if not page:
+                return
+            yield [member.decode() for member, _ in page]
+            if len(page) < _PAGE:
+                return
+            last = page[-1][1]
+            tied = sum(1 for _, score in page if score == last)
+            seen_at_low = tied + (seen_at_low if repr(last) == low else 0)
+            low = repr(last)
+
+    def _read_hashes(self, ids: Sequence[str], fields: list[str]) -> list[list[bytes | None]]:
+        """HMGET of ``fields`` for each id, one pipelined round trip (None where absent)."""
+
+        def read() -> list[list[bytes | None]]:
             pipe = self._client.pipeline(transaction=False)
-            for pid in unique:
-                pipe.hmget(self.prefix + "p:" + pid, ["m", "v", "c", "k", "t"])
+            for pid in ids:
+                pipe.hmget(self.prefix + "p:" + pid, fields)
             return list(pipe.execute())
 
-        replies = self._call(read)
-        return {
-            pid: PredictionRecord(pid, m, v, float(c), int(k), float(t))
-            for pid, (m, v, c, k, t) in zip(unique, replies, strict=True)
-            if m is not None
-        }
+        result: list[list[bytes | None]] = self._call(read)
+        return result
 
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
         """Join labels to stored predictions; each script call is atomic across replicas."""
@@ -133,7 +184,7 @@ class RedisStore:
         out: list[Resolution] = []
         for start in range(0, len(labels), _BATCH):
             batch = labels[start : start + _BATCH]
-            args = [self.prefix, repr(now), expired_before]
+            args: list[str | bytes] = [self.prefix, repr(now), expired_before]
             for pid, label in batch:
                 args += [pid, str(int(label))]
             replies = self._run(self._resolve_script, args)
@@ -154,7 +205,7 @@ class RedisStore:
         """Close the connection pool (the server keeps the data)."""
         self._client.close()
 
-    def _run(self, script: Any, args: list[str]) -> Any:
+    def _run(self, script: Any, args: list[str | bytes]) -> Any:
         return self._call(lambda: script(keys=[], args=args))
 
     def _call(self, action: Any) -> Any:
@@ -164,13 +215,24 @@ class RedisStore:
             raise StoreError(f"prediction store {self.where} failed: {exc}") from exc
 
 
-def _resolution(pid: str, label: int, reply: list[str]) -> Resolution:
-    """Decode one script reply: [outcome] or ['accepted', model, version, conf, pred, created]."""
-    outcome = Outcome(reply[0])
+def _record(pid: str, fields: list[bytes | None]) -> PredictionRecord | None:
+    """The record of one HMGET of ``_FIELDS`` (None when the hash is gone)."""
+    m, v, c, k, t, s = fields
+    if m is None or v is None or c is None or k is None or t is None:
+        return None
+    return PredictionRecord(pid, m.decode(), v.decode(), float(c), int(k), float(t), s or None)
+
+
+def _resolution(pid: str, label: int, reply: list[bytes]) -> Resolution:
+    """Decode one script reply: [outcome] or ['accepted', model, version, conf, pred, created,
+    scores ('' when not kept)]."""
+    outcome = Outcome(reply[0].decode())
     if outcome is not Outcome.ACCEPTED:
         return Resolution(pid, label, outcome)
-    model, version, conf, pred, created = reply[1:]
-    record = PredictionRecord(pid, model, version, float(conf), int(pred), float(created))
+    model, version, conf, pred, created, scores = reply[1:]
+    record = PredictionRecord(
+        pid, model.decode(), version.decode(), float(conf), int(pred), float(created), scores or None
+    )
     return Resolution(pid, label, outcome, record)
 
 

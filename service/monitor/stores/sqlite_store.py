@@ -25,9 +25,11 @@ from service.monitor.stores.store import (
     Outcome,
     PredictionRecord,
     Resolution,
+    ServedRows,
     StoreLimits,
     check_labels,
     decide,
+    served_rows_of,
 )
 
 _SCHEMA = """
@@ -39,16 +41,26 @@ CREATE TABLE IF NOT EXISTS predictions (
     predicted INTEGER NOT NULL,
     created_at REAL NOT NULL,
     label INTEGER,
-    labeled_at REAL
+    labeled_at REAL,
+    scores BLOB
 );
 CREATE INDEX IF NOT EXISTS predictions_by_time ON predictions (created_at);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('rows', 0), ('evicted', 0);
 """
-_INSERT = "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)"
+# After the scores column exists (a file of the old schema gets it first, see _migrate).
+_WINDOW_INDEX = "CREATE INDEX IF NOT EXISTS predictions_by_model_time ON predictions (model, version, created_at)"
+_INSERT = (
+    "INSERT OR IGNORE INTO predictions "
+    "(prediction_id, model, version, confidence, predicted, created_at, scores) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _SELECT = (
-    "SELECT prediction_id, model, version, confidence, predicted, created_at, label "
+    "SELECT prediction_id, model, version, confidence, predicted, created_at, scores, label "
     "FROM predictions WHERE prediction_id IN ({marks})"
+)
+_WINDOW = (
+    "SELECT prediction_id, created_at, scores, label FROM predictions "
+    "WHERE model = ? AND version = ? AND created_at >= ? AND created_at < ? AND scores IS NOT NULL"
 )
 _MARK = "UPDATE predictions SET label = ?, labeled_at = ? WHERE prediction_id = ? AND label IS NULL"
 _EVICT = (
@@ -103,6 +115,8 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
+            conn.execute(_WINDOW_INDEX)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open prediction store {self.path}: {exc}") from exc
         return conn
@@ -127,7 +141,7 @@ class SQLiteStore:
         if not records:
             return
         rows = [
-            (r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted), float(r.created_at))
+            (r.prediction_id, r.model, r.version, float(r.confidence), int(r.predicted), float(r.created_at), r.scores)
             for r in records
         ]
         newest = max(r.created_at for r in records)
@@ -184,9 +198,20 @@ class SQLiteStore:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             query = _SELECT.format(marks=",".join("?" * len(chunk)))
-            for pid, model, version, conf, pred, created, label in conn.execute(query, chunk):
-                found[pid] = (PredictionRecord(pid, model, version, conf, pred, created), label)
+            for pid, model, version, conf, pred, created, scores, label in conn.execute(query, chunk):
+                found[pid] = (PredictionRecord(pid, model, version, conf, pred, created, scores), label)
         return found
+
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows:
+        """Stored rows of (model, version) created in [since, until) with scores: one range scan
+        of the (model, version, created_at) index, O(log N + rows in the window); a plain read."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(_WINDOW, (model, version, float(since), float(until))).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"prediction store {self.path} failed: {exc}") from exc
+        ids, created, scores, labels = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return served_rows_of(ids, created, scores, labels)
 
     def evicted(self) -> int:
         """Unlabelled records dropped for capacity, over the file's whole life."""
@@ -218,3 +243,18 @@ class SQLiteStore:
         """Add ``delta`` to a counter; returns its new value (one statement)."""
         row = conn.execute("UPDATE meta SET value = value + ? WHERE name = ? RETURNING value", (delta, name)).fetchone()
         return int(row[0])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the ``scores`` column to a file written before it existed (its rows read as stored
+    without scores). One immediate transaction, so handles opening the file together add it once;
+    ADD COLUMN rewrites no rows."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
+        if "scores" not in columns:
+            conn.execute("ALTER TABLE predictions ADD COLUMN scores BLOB")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -10,6 +10,10 @@ Contract shared by every backend (SQLiteStore, RedisStore):
   including earlier in the same call; the first label wins), ``expired`` (created more than
   ``retention`` seconds before ``now``), else ``accepted`` with the stored record. Atomic: the same
   label sent twice, from anywhere, is accepted once.
+- ``served_rows(model, version, since, until)`` reads back what a refit needs: the served
+  probability vectors (as log-probabilities) and labels of one (model, version)'s predictions
+  created in ``[since, until)``, oldest first (``ServedRows``); rows stored without scores are left
+  out. Read-only.
 - Records are kept ``retention + expired_grace`` seconds (so late labels read ``expired``, not
   ``unknown``), then purged. At most ``capacity`` records are kept: a put into a full store drops
   the oldest records, and each one dropped while still unlabelled counts in ``evicted``.
@@ -22,7 +26,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+from numpy.typing import NDArray
+
 from service.monitor.errors import MonitorInputError
+from service.monitor.stores.scores import decode_log_probs
 
 DAY_SECONDS = 86_400.0
 DEFAULT_RETENTION_SECONDS = 7 * DAY_SECONDS
@@ -41,7 +49,8 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PredictionRecord:
-    """One served prediction: top-label confidence in [0, 1], predicted class, epoch seconds."""
+    """One served prediction: top-label confidence in [0, 1], predicted class, epoch seconds, and
+    the served probability vector encoded by service.monitor.stores.scores (None: not kept)."""
 
     prediction_id: str
     model: str
@@ -49,6 +58,32 @@ class PredictionRecord:
     confidence: float
     predicted: int
     created_at: float
+    scores: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServedRows:
+    """Stored predictions of one (model, version) created in [since, until), oldest first.
+
+    ``log_probs[i]`` is the log of the probability vector served for ``ids[i]`` (the calibrated
+    output, floored at service.monitor.stores.scores.PROB_FLOOR before the log); for top-k rows
+    of many-class models the mass not kept is spread evenly over the classes not kept (an
+    approximation, see service.monitor.stores.scores). ``labels[i]`` is the class index of the
+    label received, -1 while unlabelled. With no rows, ``log_probs`` has shape (0, 0).
+    """
+
+    ids: list[str]
+    created_at: NDArray[np.float64]  # (n,) epoch seconds
+    log_probs: NDArray[np.float64]  # (n, C) log of the served (calibrated) probabilities
+    labels: NDArray[np.int64]  # (n,) class index, -1 while unlabelled
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls) -> ServedRows:
+        """No rows (shapes (0,), (0,), (0, 0), (0,))."""
+        return cls([], np.zeros(0), np.zeros((0, 0)), np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +130,12 @@ class PredictionStore(Protocol):
         """Join (prediction_id, label index) pairs to stored predictions, atomically, in order."""
         ...
 
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows:
+        """The stored predictions of (model, version) created in [since, until) that carry their
+        served probability vector, oldest first, with their labels (-1 while unlabelled);
+        changes nothing."""
+        ...
+
     def evicted(self) -> int:
         """How many unlabelled records were dropped for capacity since the store was created."""
         ...
@@ -128,3 +169,24 @@ def decide(record: PredictionRecord | None, labelled: bool, now: float, retentio
     if record.created_at < now - retention:
         return Outcome.EXPIRED
     return Outcome.ACCEPTED
+
+
+def served_rows_of(
+    ids: Sequence[str], created_at: Sequence[float], scores: Sequence[bytes | None], labels: Sequence[int | None]
+) -> ServedRows:
+    """ServedRows of raw stored rows of one (model, version), in any order: rows without scores
+    are left out, the rest sorted oldest first (ties by id), unlabelled ones read label -1."""
+    keep = [i for i, blob in enumerate(scores) if blob]
+    if not keep:
+        return ServedRows.empty()
+    kept_ids = np.array([ids[i] for i in keep])
+    created = np.array([created_at[i] for i in keep], dtype=np.float64)
+    order = np.lexsort((kept_ids, created))
+    blobs = [scores[keep[j]] or b"" for j in order]
+    label_of = [labels[keep[j]] for j in order]
+    return ServedRows(
+        ids=kept_ids[order].tolist(),
+        created_at=created[order],
+        log_probs=decode_log_probs(blobs),
+        labels=np.array([-1 if label is None else int(label) for label in label_of], dtype=np.int64),
+    )
