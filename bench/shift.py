@@ -86,7 +86,8 @@ def reduce_contrast(images: NDArray[np.uint8], alpha: float) -> NDArray[np.uint8
     """x' = m + alpha (x - m) per image (m its mean pixel), rounded and clipped to [0, 255]."""
     x = images.astype(np.float64)
     mean = x.mean(axis=tuple(range(1, x.ndim)), keepdims=True)
-    return np.clip(np.rint(mean + alpha * (x - mean)), 0, PIXEL_MAX).astype(np.uint8)
+    reduced: NDArray[np.uint8] = np.clip(np.rint(mean + alpha * (x - mean)), 0, PIXEL_MAX).astype(np.uint8)
+    return reduced
 
 
 def class_quota(spec: ShiftSpec, per_class: int, n_classes: int) -> NDArray[np.int64]:
@@ -115,8 +116,8 @@ def split(
         window_rows.append(rows[: quota[c]])
         fresh_rows.append(rows[quota[c] : 2 * quota[c]])
     window, fresh = (rng.permutation(np.concatenate(parts)) for parts in (window_rows, fresh_rows))
-    streams = (_stream(images, labels, rows, spec) for rows in (window, fresh))
-    return ShiftedSplit(spec, *streams, (window, fresh))
+    shown = _stream(images, labels, window, spec), _stream(images, labels, fresh, spec)
+    return ShiftedSplit(spec, shown[0], shown[1], (window, fresh))
 
 
 def _stream(images: NDArray[np.uint8], labels: NDArray[np.int64], rows: NDArray[np.intp], spec: ShiftSpec) -> Stream:

@@ -1,0 +1,265 @@
+"""Closed-loop recalibration on shifts we make, at full size (issue 18 item 7).
+
+For each shift (bench/shift.py) and each method, on a fresh `candor serve` of the bundled
+fashion-mnist-cnn version 1 (its own copy of the artifact and its own store):
+
+1. the production window goes through predict and its true labels through feedback; the drift
+   verdict of version 1 is read from ``GET /v1/models/{m}/calibration`` and /metrics;
+2. ``POST /v2/repository/models/{m}/recalibrate`` with the method and ``promote: auto``;
+3. the fresh set of the same shift (disjoint from the window) is scored by version 1 and by the new
+   version (``/v2/models/{m}/versions/{v}/infer`` when served; from its files on disk with ONNX
+   Runtime when it was left unpromoted and unloaded) and compared with paired bootstrap 95%
+   intervals (bench/closed_loop.py);
+4. the fresh set, labelled, then goes through predict as the continuing stream: the drift verdict
+   of whichever version serves by default afterwards.
+
+    .venv/bin/python -m bench.recalibration                       # prints the tables
+    .venv/bin/python -m bench.recalibration --write docs/results  # and writes recalibration.md + PNGs
+
+Sizes: Fashion-MNIST's test split has 1,000 images per class and every window/fresh image comes from
+it (the training files fitted the model); --per-class 500 (the most) gives 5,000 + 5,000 images on
+the contrast shift and 1,850 + 1,850 on the class-prior shift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure as MplFigure
+from numpy.typing import NDArray
+
+from bench.closed_loop import Comparison, LoopClient, VersionFigures, compare, interval, version_figures
+from bench.processes import REPO, candor_serve, free_port
+from bench.shift import SHIFTS, ShiftedSplit, split
+from calibration.manifest import load_manifest
+from calibration.plots import as_bin_statistics, draw_reliability
+from training.data import load_fashion_mnist
+
+MODEL = "fashion-mnist-cnn"
+TOKEN = "bench-recalibration"
+METHODS = ("ts", "fts", "best", "prior-shift")
+WINDOW_SECONDS = 3600.0
+MIN_LABELS = 100
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One (shift, method) run of the loop."""
+
+    shift: str
+    method: str
+    window: int
+    verdict_before: dict[str, Any]
+    answer: dict[str, Any]
+    new_version: str | None
+    served_after: str
+    scored_from: str
+    old: VersionFigures
+    comparison: Comparison | None
+    verdict_after: dict[str, Any]
+    recalibrate_seconds: float
+    probs: dict[str, NDArray[np.float64]]
+
+
+def score_on_disk(models: Path, version: str, images: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """Probabilities of an artifact on disk, with the manifest's preprocessing (what serving feeds)."""
+    directory = models / MODEL / version
+    manifest = load_manifest(directory)
+    session = ort.InferenceSession(str(directory / manifest.onnx_file), providers=["CPUExecutionProvider"])
+    x = manifest.preprocessing.normalise(images.astype(np.float64), (1, 28, 28), "images")
+    out = [session.run(None, {manifest.input.name: x[i : i + 1000]})[0] for i in range(0, len(x), 1000)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def new_version_on_disk(models: Path) -> str | None:
+    """The highest version directory other than 1 (the recalibration's artifact), if any."""
+    versions = sorted((int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit()), reverse=True)
+    return str(versions[0]) if versions and versions[0] != 1 else None
+
+
+def run_loop(data: ShiftedSplit, method: str, workdir: Path) -> Outcome:
+    """Steps 1-4 of the module docstring on a fresh server over a fresh copy of version 1."""
+    models = workdir / "models"
+    shutil.copytree(REPO / "models" / MODEL / "1", models / MODEL / "1")
+    classes = load_manifest(models / MODEL / "1").classes
+    env = {"CANDOR_AUTH_TOKEN": TOKEN, "CANDOR_DRIFT_MIN_LABELS": str(MIN_LABELS)}
+    port = free_port()
+    with candor_serve(models, port, env):
+        client = LoopClient(f"http://127.0.0.1:{port}", MODEL, classes, token=TOKEN)
+        before = label_stream(client, data.window.images, data.window.labels)
+        start = time.perf_counter()
+        try:
+            answer = client.recalibrate(method, WINDOW_SECONDS, promote="auto")
+        except RuntimeError as error:  # the endpoint refused: reported in the table, the run goes on
+            answer = {"error": str(error)}
+        seconds = time.perf_counter() - start
+        new = new_version_on_disk(models)
+        served = client.calibration()["version"]
+        old_probs = client.infer("1", data.fresh.images)
+        comparison, new_probs, scored_from = None, None, "-"
+        if new is not None:
+            if client.http.get(f"/v2/models/{MODEL}/versions/{new}/ready").status_code == 200:
+                new_probs, scored_from = client.infer(new, data.fresh.images), "served"
+            else:
+                new_probs, scored_from = score_on_disk(models, new, data.fresh.images), "disk"
+            comparison = compare(old_probs, new_probs, data.fresh.labels)
+        after = label_stream(client, data.fresh.images, data.fresh.labels)
+        client.close()
+    probs = {"1": old_probs} | ({new: new_probs} if new is not None and new_probs is not None else {})
+    return Outcome(
+        data.spec.name,
+        method,
+        len(data.window),
+        before,
+        answer,
+        new,
+        served,
+        scored_from,
+        version_figures(old_probs, data.fresh.labels),
+        comparison,
+        after,
+        seconds,
+        probs,
+    )
+
+
+def label_stream(client: LoopClient, images: NDArray[np.uint8], labels: NDArray[np.int64]) -> dict[str, Any]:
+    """Predict (default version), send the labels, return the default version's status once counted."""
+    labelled = client.calibration()["window"]["labels"]
+    served = client.predict(images)
+    client.feedback(served.ids, labels)
+    return client.wait_for_labels(labelled + len(labels))
+
+
+def verdict(status: dict[str, Any]) -> str:
+    """'drift (ECE 0.191 > 0.092, n 5000)' from a calibration status."""
+    d = status["drift"]
+    threshold = "-" if d["threshold"] is None else f"{d['threshold']:.3f}"
+    return f"v{status['version']} {d['verdict']} (ECE {d['statistic']:.3f}, threshold {threshold}, n {d['n']})"
+
+
+def outcome_text(answer: dict[str, Any]) -> str:
+    """What the endpoint said it did, in a table cell."""
+    for key in ("outcome", "action", "promoted", "error"):
+        if key in answer:
+            return f"{key}: {answer[key]}"
+    return str(answer)[:80]
+
+
+def loop_table(outcomes: list[Outcome]) -> list[str]:
+    """Markdown: per run, the verdict before, what the endpoint did, and the verdict after."""
+    lines = [
+        "| shift | method | window | verdict before (v1) | recalibrate: outcome | s | served after | "
+        "verdict after (continuing stream) |",
+        "| --- | --- | ---: | --- | --- | ---: | --- | --- |",
+    ]
+    for o in outcomes:
+        lines.append(
+            f"| {o.shift} | {o.method} | {o.window} | {verdict(o.verdict_before)} | {outcome_text(o.answer)} "
+            f"(v{o.new_version}) | {o.recalibrate_seconds:.1f} | v{o.served_after} | {verdict(o.verdict_after)} |"
+        )
+    return lines
+
+
+def figures_table(outcomes: list[Outcome]) -> list[str]:
+    """Markdown: old vs new on the fresh set, each with its 95% interval, and paired differences."""
+    lines = [
+        "| shift | method | fresh n | new scored | ECE old | ECE new | ECE new - old | NLL old | NLL new | "
+        "NLL new - old | accuracy old | accuracy new |",
+        "| --- | --- | ---: | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for o in outcomes:
+        c = o.comparison
+        if c is None:
+            n, old = len(next(iter(o.probs.values()))), o.old
+            lines.append(
+                f"| {o.shift} | {o.method} | {n} | no new version | {old.ece} | | | {old.nll} | | | {old.accuracy} | |"
+            )
+            continue
+        lines.append(
+            f"| {o.shift} | {o.method} | {c.n} | {o.scored_from} | {c.old.ece} | {c.new.ece} | {interval(c.ece_diff)} "
+            f"| {c.old.nll} | {c.new.nll} | {interval(c.nll_diff)} | {c.old.accuracy} | {c.new.accuracy} |"
+        )
+    return lines
+
+
+def reliability_png(outcome: Outcome, labels: NDArray[np.int64], path: Path) -> None:
+    """Old and new version's reliability diagrams on the fresh set, side by side."""
+    fig = MplFigure(figsize=(3.4 * len(outcome.probs), 3.6))
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, len(outcome.probs)))
+    for ax, (version, probs) in zip(axes, outcome.probs.items(), strict=True):
+        stats = as_bin_statistics((probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.float64)))
+        draw_reliability(ax, stats, None)
+        ax.set_title(f"v{version}: ECE {100 * stats.compute_ece():.2f}%", fontsize="medium")
+    fig.suptitle(f"{outcome.shift} shift, fresh data, {outcome.method}")
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.82, wspace=0.3)
+    fig.savefig(path, dpi=80)
+
+
+def host_lines() -> list[str]:
+    """Machine, interpreter and onnxruntime, as Markdown bullets."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return [
+        f"- host: `nproc` = {len(os.sched_getaffinity(0))}, CPU {cpu}, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, onnxruntime {ort.__version__}",
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-class", type=int, default=500, help="full-rate images per class per stream")
+    parser.add_argument("--shifts", default=",".join(SHIFTS), help="comma-separated, of " + ", ".join(SHIFTS))
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", type=Path, default=None, help="directory for recalibration.md and the PNGs")
+    args = parser.parse_args(argv)
+    data = load_fashion_mnist()
+    outcomes, splits = [], {}
+    for shift in args.shifts.split(","):
+        splits[shift] = split(data.test_x[:, 0], data.test_y, SHIFTS[shift], args.per_class, args.seed)
+        for method in args.methods.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                outcome = run_loop(splits[shift], method, Path(tmp))
+            outcomes.append(outcome)
+            print("\n".join(loop_table([outcome])[2:] + figures_table([outcome])[2:]), flush=True)
+    command = "python -m bench.recalibration " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = [f"command: `{command.strip()}`", *host_lines(), "", *loop_table(outcomes), "", *figures_table(outcomes)]
+    print("\n" + "\n".join(report))
+    if args.write is not None:
+        write_results(args.write, report, outcomes, splits)
+    return 0
+
+
+def write_results(directory: Path, report: list[str], outcomes: list[Outcome], splits: dict[str, ShiftedSplit]) -> None:
+    """docs/results/recalibration.md (the report verbatim under a title) and one PNG per run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for o in outcomes:
+        reliability_png(o, splits[o.shift].fresh.labels, directory / f"recalibration-{o.shift}-{o.method}.png")
+    text = ["# Closed-loop recalibration on shifts we make", "", *report, ""]
+    (directory / "recalibration.md").write_text("\n".join(text))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
