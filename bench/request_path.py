@@ -9,8 +9,16 @@ in this one process.
    ids, and PendingLogStore in front of it (candor's default; its bulk moves included).
 3. thread hop: one ``run_in_executor`` round trip around 300 us of work, wall time and the event
    loop thread's CPU time.
+4. stored scores: the same 32-row and 1-row puts with and without each prediction's probability
+   vector (``--classes`` classes, encoded as the monitor does, the encoding timed with the put),
+   for a SQLite transaction, the pending log and Redis (a redis-server started here, when
+   installed); for SQLite also without the (model, version, created_at) index the window read
+   needs, i.e. what a put cost before scores were kept. Alternating rounds on stores opened once
+   (``--score-rounds``); prints each variant's median us per prediction, the added us per
+   prediction and the ratio to the store without scores.
 
     .venv/bin/python -m bench.request_path
+    .venv/bin/python -m bench.request_path --parts scores --classes 1000
 """
 
 from __future__ import annotations
@@ -18,21 +26,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import statistics
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from bench.processes import free_port
 from service.app import NO_OPENTELEMETRY
 from service.inference.served import new_prediction_ids
 from service.monitor import SQLiteStore, StoreLimits
 from service.monitor.stores.pending_log import PendingLogStore
+from service.monitor.stores.scores import DEFAULT_TOP_K, encode_scores
 from service.monitor.stores.store import PredictionRecord, PredictionStore
 
 ASGIApp = Callable[..., Any]
@@ -168,14 +183,132 @@ async def thread_hop(calls: int) -> None:
     )
 
 
+Probs = np.ndarray
+
+
+def served_probs(n: int, classes: int, rng: np.random.Generator) -> Probs:
+    """n float32 softmax rows, as an engine serves them."""
+    logits = rng.normal(scale=3.0, size=(n, classes))
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def scored_records(ids: list[str], probs: Probs | None, now: float) -> list[PredictionRecord]:
+    """What Monitor.record_predictions builds: one record per id, the encoded vector when given."""
+    blobs: list[bytes | None] = [None] * len(ids) if probs is None else list(encode_scores(probs, DEFAULT_TOP_K))
+    return [PredictionRecord(pid, "m", "1", 0.5, 1, now, blob) for pid, blob in zip(ids, blobs, strict=True)]
+
+
+@contextmanager
+def redis_url() -> Iterator[str | None]:
+    """A throwaway redis-server on a loopback port (no persistence), or None when not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp]
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        try:
+            import redis
+
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            client.close()
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def score_stores(stack: ExitStack, backend: str, url: str | None) -> dict[str, PredictionStore]:
+    """The stores one backend's variants write to, each opened once (own file or key prefix)."""
+    stores: dict[str, PredictionStore] = {}
+    variants = ["no scores", "scores"] if backend == "Redis" else ["no scores, no window index", "no scores", "scores"]
+    for name in variants:
+        if backend == "Redis":
+            from service.monitor.stores.redis_store import RedisStore
+
+            assert url is not None
+            store: PredictionStore = RedisStore(url, StoreLimits(), prefix=f"{name}:")
+        else:
+            sqlite = SQLiteStore(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "p.db", StoreLimits())
+            if name.endswith("no window index"):  # the write cost before scores were kept
+                sqlite._conn.execute("DROP INDEX predictions_by_model_time")
+            store = PendingLogStore(sqlite) if backend == "pending log" else sqlite
+        stack.callback(store.close)
+        stores[name] = store
+    return stores
+
+
+def time_puts(store: PredictionStore, size: int, calls: int, classes: int, scored: bool, seed: int) -> float:
+    """Seconds per prediction of ``calls`` puts of ``size`` rows, records and encoding included."""
+    rng = np.random.default_rng(seed)
+    probs = [served_probs(size, classes, rng) if scored else None for _ in range(calls)]
+    ids = [new_prediction_ids(size) for _ in range(calls)]
+    started = time.perf_counter()
+    for batch_ids, batch_probs in zip(ids, probs, strict=True):
+        store.put(scored_records(batch_ids, batch_probs, time.time()))
+    return (time.perf_counter() - started) / (calls * size)
+
+
+def score_writes(rows: int, calls: int, classes: int, rounds: int) -> None:
+    """Part 4 (module docstring): each backend, 32-row and 1-row puts, alternating variants."""
+    with redis_url() as url, ExitStack() as stack:
+        if url is None:
+            print("scores    Redis: redis-server not installed, skipped")
+        for backend in ["SQLite", "pending log"] + (["Redis"] if url else []):
+            stores = score_stores(stack, backend, url)
+            for name, store in stores.items():  # prefill: rows of the variant's own kind
+                for k in range(rows // 32):
+                    probs = served_probs(32, classes, np.random.default_rng(k)) if name == "scores" else None
+                    store.put(scored_records(new_prediction_ids(32), probs, time.time()))
+            for size in (32, 1):
+                per_row: dict[str, list[float]] = {name: [] for name in stores}
+                for r in range(rounds):
+                    for name in list(stores) if r % 2 == 0 else list(reversed(stores)):
+                        n = calls * 32 // size // rounds
+                        per_row[name].append(time_puts(stores[name], size, n, classes, name == "scores", r))
+                report_scores(backend, size, classes, per_row)
+
+
+def report_scores(backend: str, size: int, classes: int, per_row: dict[str, list[float]]) -> None:
+    """Median us per prediction of each variant; added us and ratio against each baseline."""
+    median = {name: statistics.median(values) for name, values in per_row.items()}
+    for name, value in median.items():
+        print(
+            f"scores    {backend:<11} {size:>2}-row put, {classes} classes, {name:<26} {1e6 * value:7.1f} us/prediction"
+        )
+    for base in (name for name in median if name != "scores"):
+        added = median["scores"] - median[base]
+        print(
+            f"scores    {backend:<11} {size:>2}-row put: scores add {1e6 * added:6.1f} us/prediction "
+            f"over '{base}' (ratio {median['scores'] / median[base]:.2f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rows", type=int, default=100_000, help="predictions in the store before timing")
+    parser.add_argument("--parts", nargs="+", default=["routing", "stores", "hop", "scores"])
+    parser.add_argument("--classes", type=int, default=10, help="classes of the stored score vectors")
+    parser.add_argument("--score-rounds", type=int, default=6)
     args = parser.parse_args()
-    asyncio.run(routing(args.calls))
-    store_writes(args.rows, 300)
-    asyncio.run(thread_hop(args.calls // 2))
+    if "routing" in args.parts:
+        asyncio.run(routing(args.calls))
+    if "stores" in args.parts:
+        store_writes(args.rows, 300)
+    if "hop" in args.parts:
+        asyncio.run(thread_hop(args.calls // 2))
+    if "scores" in args.parts:
+        score_writes(args.rows, 300, args.classes, args.score_rounds)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,16 @@ def test_the_apps_engines_record_with_the_monitors_recorder(models: Path, tmp_pa
         answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": np.zeros((1, 8, 8)).tolist()})
         pid = answer.json()["predictions"][0]["prediction_id"]
         assert list(client.app.state.monitoring.monitor.lookup([pid])) == [pid]
+
+
+def test_the_app_stores_the_probabilities_it_served(models: Path, tmp_path: Path) -> None:
+    settings = Settings(models_dir=models, providers="cpu", state_dir=tmp_path / "state")
+    with TestClient(create_app(settings)) as client:
+        answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": np.ones((2, 8, 8)).tolist()})
+        served = {p["prediction_id"]: p["probabilities"] for p in answer.json()["predictions"]}
+        rows = client.app.state.monitoring.monitor.served_rows(MODEL, "1", 0.0, float("inf"))
+        classes = client.app.state.repository.get(MODEL, "1").manifest.classes
+    assert sorted(rows.ids) == sorted(served)
+    for pid, log_p in zip(rows.ids, rows.log_probs, strict=True):
+        expected = np.array([served[pid][name] for name in classes], dtype=np.float32)
+        np.testing.assert_array_equal(np.exp(log_p).astype(np.float32), expected)
