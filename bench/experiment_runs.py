@@ -20,12 +20,12 @@ import torch
 from bench.experiment_plan import Job
 from calibration import metrics
 from calibration.maps import focal_temperature_scale, softmax
+from calibration.posthoc import FTS_GAMMAS, fit_focal_temperature, fit_temperature
 from calibration.significance import ece_floor
 from training.checkpoint import LAST_CHECKPOINT, load_checkpoint
 from training.config import TrainConfig
 from training.data import ImageDataset, load_dataset
 from training.loop import predict_logits
-from training.maps.posthoc import FTS_GAMMAS, fit_focal_temperature, fit_temperature
 from training.trainer import prepare_data, train
 
 LOGITS_FILE = "logits.npz"

@@ -63,7 +63,7 @@ class TensorSpec(_Frozen):
 class CalibrationMap(_Frozen):
     """The map fused into the ONNX graph. temperature: softmax(z / T); focal_temperature:
     Phi_gamma(softmax(z / T)) (gamma = 0: plain TS); vector: softmax(w * z + b), one weight and one
-    bias per class (Guo et al. 2017). The kinds are implemented in training/maps (one file each)."""
+    bias per class (Guo et al. 2017). The kinds are implemented in candor/maps (one file each)."""
 
     kind: Literal["none", "temperature", "focal_temperature", "vector"]
     temperature: float = Field(default=1.0, gt=0)
@@ -131,9 +131,10 @@ class ConfidenceHistogram(_Frozen):
 
 
 class ReferenceFigures(_Frozen):
-    """Calibration figures measured on held-out data (the test split) through the ONNX graph."""
+    """Calibration figures measured on held-out data (the test split) through the ONNX graph;
+    a recalibrated version's come from the held-out half of its production window ("production")."""
 
-    split: Literal["test", "validation"]
+    split: Literal["test", "validation", "production"]
     n: int = Field(ge=1)
     accuracy: Fraction
     ece: Fraction
@@ -143,6 +144,16 @@ class ReferenceFigures(_Frozen):
     brier: float = Field(ge=0, le=2)
     bins: ReliabilityBins
     confidence_histogram: ConfidenceHistogram
+    class_priors: list[Fraction] | None = Field(
+        default=None,
+        description="mean predicted probability per class on this split: the training priors a "
+        "prior-shift recalibration corrects from (absent in artifacts written before it existed)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_priors(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Absent class priors are left out, so older manifests serialise as before."""
+        return _drop_none(handler(self), ("class_priors",))
 
 
 class UncalibratedFigures(_Frozen):
@@ -152,6 +163,30 @@ class UncalibratedFigures(_Frozen):
     ece: Fraction
     nll: float = Field(ge=0)
     brier: float = Field(ge=0, le=2)
+
+
+class Lineage(_Frozen):
+    """Where a recalibrated version comes from (service/recalibration): its base version, the
+    production window and labels it was fitted on, and the map appended to the base graph's output.
+
+    ``map`` takes the base version's log-probabilities (floored at -100) as its logits; the base
+    graph's own map (``calibration``) is unchanged underneath it."""
+
+    base_version: str = Field(pattern=r"^[1-9][0-9]*$")
+    method: Literal["ts", "fts", "best", "prior-shift"]
+    map: CalibrationMap
+    window_start: datetime
+    window_end: datetime
+    n_labels_fit: int = Field(ge=0)
+    n_labels_heldout: int = Field(ge=0)
+    n_unlabelled: int = Field(ge=0)
+    parameters: dict[str, float | int | bool | list[float]] = Field(default_factory=dict)
+    seed: int
+    created_by: str
+    reference_from: Literal["heldout", "base"] = Field(
+        description="heldout: reference figures measured on the held-out labelled half; base: too few "
+        "labels there, the base version's reference figures were kept"
+    )
 
 
 class Manifest(_Frozen):
@@ -183,6 +218,14 @@ class Manifest(_Frozen):
     training: TrainingInfo
     reference: ReferenceFigures
     reference_uncalibrated: UncalibratedFigures
+    lineage: Lineage | None = Field(
+        default=None, description="set on versions written by recalibration: what they were derived from"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_lineage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An absent lineage is left out, so existing manifests serialise (and seal) as before."""
+        return _drop_none(handler(self), ("lineage",))
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -196,6 +239,10 @@ class Manifest(_Frozen):
     def instance_shape(self) -> tuple[int, ...]:
         """Per-instance input shape (C, H, W): the input's shape without the batch axis."""
         return tuple(int(d) for d in self.input.shape[1:] if d is not None)
+
+
+def _drop_none(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not (k in keys and v is None)}
 
 
 def sha256_of(path: Path) -> str:

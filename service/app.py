@@ -20,6 +20,7 @@ from service.api.openapi import document_errors, error_responses
 from service.api.reliability import ReliabilityRenderer
 from service.api.security import AdminAuth, install_cors
 from service.api.v2 import infer as v2
+from service.api.v2 import recalibration as v2_recalibration
 from service.api.v2 import repository as v2_repository
 from service.errors import ServiceError
 from service.grpc.server import serving_grpc
@@ -27,6 +28,7 @@ from service.inference.model_manager import ModelManager, watching
 from service.inference.repository import Repository, load_from_settings
 from service.inference.served import Recorder
 from service.monitor.wiring import open_monitoring
+from service.recalibration.runner import Recalibrator
 from service.settings import Settings
 from service.ui.cache import PageCache
 
@@ -86,6 +88,8 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     app.include_router(v2.router)
     app.include_router(feedback.router, dependencies=[AdminAuth], responses=error_responses(401))
     app.include_router(v2_repository.router)
+    app.include_router(v2_recalibration.router)
+    app.state.recalibrator = Recalibrator(settings, registry)  # candor_recalibrations_total
     app.router.routes[0:0] = [*v1.ROUTES, *v2.ROUTES]  # also here: documented, and for CORS requests
     app.direct = DirectRoutes([*v1.ROUTES, *v2.ROUTES], http_metrics, skip_origin=bool(settings.cors_origins))
     install_cors(app, settings)

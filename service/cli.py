@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def add_service_commands(commands: Any) -> None:
-    """Register ``serve`` and ``schema`` on the top-level subparsers."""
+    """Register ``serve``, ``schema`` and ``recalibrate`` on the top-level subparsers."""
+    from service.recalibration.cli import add_arguments
+
     serve = commands.add_parser("serve", help="serve calibrated probabilities over HTTP")
     serve.add_argument("--host", help="bind address (CANDOR_HOST; default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (CANDOR_PORT; default 8000)")
@@ -26,6 +28,12 @@ def add_service_commands(commands: Any) -> None:
     schema = commands.add_parser("schema", help="write the manifest JSON Schema")
     schema.add_argument("--out", type=Path, default=Path("models/manifest.schema.json"))
     schema.set_defaults(handler=run_schema)
+
+    recalibrate = commands.add_parser(
+        "recalibrate", help="refit the calibration map from production feedback; promote only when better"
+    )
+    add_arguments(recalibrate)
+    recalibrate.set_defaults(handler=run_recalibrate)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -133,6 +141,13 @@ def exit_zero_after_drain() -> None:
     shutdown (monitor flushed), then re-raises the signal; these handlers make that a clean exit 0."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+
+
+def run_recalibrate(args: argparse.Namespace) -> int:
+    """``candor recalibrate`` (service/recalibration/cli.py) with the settings of the environment."""
+    from service.recalibration.cli import recalibrate
+
+    return recalibrate(load_settings({}), args)
 
 
 def run_schema(args: argparse.Namespace) -> int:

@@ -121,6 +121,17 @@ class Settings(BaseSettings):
     drift_min_labels: int = Field(
         default=200, ge=1, description="fewer labels in the window: drift verdict insufficient_data"
     )
+    # recalibration (service/recalibration): the promotion rule's minimum and the comparison
+    recalibration_min_labels: int = Field(
+        default=200,
+        ge=2,
+        description="labelled predictions needed in each half of the window (fit, held-out) to fit a "
+        "map and to promote its result; fewer: outcome insufficient_labels",
+    )
+    recalibration_seed: int = Field(default=0, description="seed of the fit / held-out split and the bootstrap")
+    recalibration_resamples: int = Field(
+        default=1000, ge=100, description="paired bootstrap replicates of the old / new comparison"
+    )
     max_feedback_labels: int = Field(default=10_000, ge=1, description="labels per POST /v1/feedback")
     ui_refresh_s: int = Field(default=30, ge=0, description="the /ui status page reloads every N seconds (0: never)")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.manifest import CalibrationMap
-from training.artifacts.map_fit import METHODS, fit_map
+from candor.map_fit import METHODS, fit_map
 from training.errors import RunDirectoryError
 from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
 

@@ -14,16 +14,16 @@ from training.config import TrainConfig
 
 
 class MapMethods:
-    """The ``--method`` choices, read from the map registry (training.artifacts.map_fit.METHODS) only when a
+    """The ``--method`` choices, read from the map registry (candor.map_fit.METHODS) only when a
     calibrate command is parsed: the registry imports onnx, which ``candor serve`` must not need."""
 
     def __contains__(self, method: object) -> bool:
-        from training.artifacts.map_fit import METHODS
+        from candor.map_fit import METHODS
 
         return method in METHODS
 
     def __iter__(self) -> Iterator[str]:
-        from training.artifacts.map_fit import METHODS
+        from candor.map_fit import METHODS
 
         return iter(METHODS)
 
@@ -43,7 +43,7 @@ def add_training_commands(commands: Any) -> None:
         default="best",
         choices=MapMethods(),
         metavar="METHOD",
-        help="a fitted map of training/maps (ts, fts: focal temperature, vs: vector scaling, ...) "
+        help="a fitted map of candor/maps (ts, fts: focal temperature, vs: vector scaling, ...) "
         "or best: none, TS or FTS by the lowest held-out NLL",
     )
     calibrate.set_defaults(handler=run_calibrate)

@@ -15,9 +15,5 @@ class RunDirectoryError(TrainingError):
     """A run directory lacks a file a command needs (checkpoint, calibration)."""
 
 
-class ExportParityError(TrainingError):
-    """ONNX Runtime does not reproduce the torch probabilities; no artifact is written."""
-
-
 class DataFormatError(TrainingError):
     """A data file exists but its contents are not what the reader expects (the message says why)."""

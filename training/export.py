@@ -19,18 +19,18 @@ from torch import nn
 from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
-from training.artifacts.artifact import (
+from candor.artifact import (
     PARITY_BATCHES,
     check_batches_agree,
     publish_artifact,
     reference_figures,
-    refuse_existing,
     run_onnx,
     uncalibrated_figures,
 )
-from training.artifacts.onnx_graph import OPSET, append_calibration_map
+from candor.maps import apply_map
+from candor.onnx_graph import OPSET, append_calibration_map
+from training.artifacts.artifact import refuse_existing
 from training.calibrate_run import load_calibration
-from training.maps import apply_map
 from training.trainer import TrainConfig, load_checkpoint, prepare_data
 
 INPUT_NAME = "images"

@@ -17,14 +17,14 @@ from torch import nn
 from calibration.manifest import CalibrationMap, TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
-from training.artifacts.artifact import (
+from candor.artifact import (
     publish_artifact,
     reference_figures,
-    refuse_existing,
     run_onnx,
     uncalibrated_figures,
 )
-from training.artifacts.onnx_graph import append_calibration_map
+from candor.onnx_graph import append_calibration_map
+from training.artifacts.artifact import refuse_existing
 from training.export import INPUT_NAME, export_logits_graph
 
 MEAN, STD = 0.5, 0.25

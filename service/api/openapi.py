@@ -30,6 +30,7 @@ DESCRIPTIONS = {
     401: "missing or wrong bearer token",
     404: "unknown model or version",
     408: "body not fully arrived within body_timeout_s; the connection is closed",
+    409: "a recalibration of this model is already running, or its version directory exists",
     413: "body larger than max_body_bytes",
     422: "request not valid against this schema",
     503: "queue full, deadline passed or store unavailable; retry after Retry-After seconds",

@@ -11,12 +11,14 @@ import onnx
 import pytest
 import torch
 
+from calibration.errors import CalibrationError
 from calibration.manifest import load_manifest, verify_artifact
 from calibration.maps import softmax
 from calibration.metrics import ece
+from candor.errors import ParityError
 from training import export as export_module
 from training.calibrate_run import CALIBRATION_FILE, fit_map, load_calibration
-from training.errors import ExportParityError, RunDirectoryError, TrainingError
+from training.errors import RunDirectoryError, TrainingError
 from training.export import export_run, run_onnx
 from training.trainer import TrainConfig, load_checkpoint, predict_logits, prepare_data
 
@@ -66,7 +68,7 @@ def test_parity_failure_writes_nothing(digits_artifact, tmp_path: Path, monkeypa
             return torch.softmax(model(x) / (cmap.temperature * 1.5), dim=1).double().numpy()
 
     monkeypatch.setattr(export_module, "torch_probabilities", skewed)
-    with pytest.raises(ExportParityError, match="no artifact written"):
+    with pytest.raises(ParityError, match="no artifact written"):
         export_run(digits_artifact.run_dir, "digits-cnn", "9", tmp_path)
     assert not (tmp_path / "digits-cnn" / "9").exists()
 
@@ -107,7 +109,7 @@ def test_fit_map_methods() -> None:
     assert ts.kind == "temperature" and fts.kind == "focal_temperature"
     assert figures["validation_nll_fts"] <= figures["validation_nll_ts"] + 1e-9
     assert best.kind in ("temperature", "focal_temperature")
-    with pytest.raises(TrainingError, match="--method"):
+    with pytest.raises(CalibrationError, match="--method"):
         fit_map(logits, labels, "platt")
 
 

@@ -13,13 +13,13 @@ from test_onnx_graph import K, extreme_logits, identity_logits_graph, run
 
 from calibration.manifest import CalibrationMap, verify_artifact
 from calibration.maps import softmax
+from calibration.posthoc import checked_logits
+from candor.map_fit import METHODS, fit_map
+from candor.maps import MAPS, apply_map, describe_map
+from candor.maps.vector import nll_and_gradient, vector_scale
+from candor.onnx_graph import append_calibration_map
 from service.inference.engine import load_engine
 from training.artifacts.calibrate_onnx import calibrate_onnx
-from training.artifacts.map_fit import METHODS, fit_map
-from training.artifacts.onnx_graph import append_calibration_map
-from training.maps import MAPS, apply_map, describe_map
-from training.maps.posthoc import checked_logits
-from training.maps.vector import nll_and_gradient, vector_scale
 
 TRUE_W = np.linspace(0.4, 1.6, K)
 TRUE_B = np.linspace(-0.5, 0.5, K)

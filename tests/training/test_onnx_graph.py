@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from calibration.manifest import CalibrationMap
 from calibration.maps import focal_temperature_scale, softmax, temperature_scale
-from training.artifacts.onnx_graph import append_calibration_map
+from candor.onnx_graph import append_calibration_map
 
 K = 10
 

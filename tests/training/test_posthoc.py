@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from calibration.errors import CalibrationError
 from calibration.maps import focal_temperature_scale, temperature_scale
 from calibration.metrics import ece
-from training.maps.posthoc import (
+from calibration.posthoc import (
     FTS_GAMMAS,
     FTS_GRID,
     TS_GRID,

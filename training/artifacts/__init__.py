@@ -1,7 +1,7 @@
 """The torch-free half of the post-hoc stage: fit a map on logits, fuse it into ONNX, write and
 evaluate artifacts (onnx, onnxruntime, numpy; never torch, checked by tests/test_import_rules.py).
 
-- ``map_fit.py``: ``fit_map(logits, labels, method)`` over the map registry (training.maps);
+- ``map_fit.py``: ``fit_map(logits, labels, method)`` over the map registry (candor.maps);
 - ``onnx_graph.py``: append a fitted map to a logits graph;
 - ``artifact.py``: parity check, reference figures, publishing models/<name>/<version>/;
 - ``calibrate_onnx.py``: ``candor calibrate-onnx``, any ONNX classifier, no torch;

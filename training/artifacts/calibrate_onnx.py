@@ -19,18 +19,18 @@ from google.protobuf.message import DecodeError
 from calibration.manifest import TensorSpec, TrainingInfo
 from calibration.maps import softmax
 from calibration.preprocessing import Preprocessing
-from training.artifacts.artifact import (
+from candor.artifact import (
     check_batches_agree,
     publish_artifact,
     reference_figures,
-    refuse_existing,
     run_onnx,
     uncalibrated_figures,
 )
-from training.artifacts.map_fit import fit_map
-from training.artifacts.onnx_graph import append_calibration_map, logits_output
+from candor.map_fit import fit_map
+from candor.maps import apply_map
+from candor.onnx_graph import append_calibration_map, logits_output
+from training.artifacts.artifact import refuse_existing
 from training.errors import TrainingError
-from training.maps import apply_map
 
 FLOAT32_RANGE = (-3.4e38, 3.4e38)
 

@@ -21,11 +21,11 @@ from calibration import metrics
 from calibration.manifest import MANIFEST_FILE, CalibrationMap, Manifest, verify_artifact
 from calibration.maps import softmax
 from calibration.plots import figure_png, plot_reliability
+from candor.maps import describe_map
+from candor.onnx_graph import LOGITS_KEY
 from candor.onnx_run import open_cpu_session, run_chunked
-from training.artifacts.onnx_graph import LOGITS_KEY
 from training.data import load_dataset, split_train_validation
 from training.errors import TrainingError
-from training.maps import describe_map
 
 METRICS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "sece", "smooth_ece", "nll", "brier")
 

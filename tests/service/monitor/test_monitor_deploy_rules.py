@@ -25,3 +25,17 @@ def test_rules_unit_tests_pass() -> None:
     result = promtool("test", "rules", str(DEPLOY / "rules_test.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_every_drift_alert_points_to_the_recalibration_action() -> None:
+    """The drift alerts name the fix: the recalibrate endpoint and command (README, Recalibration)."""
+    import yaml
+
+    rules = yaml.safe_load((DEPLOY / "rules.yml").read_text())
+    alerts = [r for group in rules["groups"] for r in group["rules"] if "alert" in r]
+    drift = [a for a in alerts if "Drift" in a["alert"]]
+    assert [a["alert"] for a in drift] == ["CandorCalibrationDrift", "CandorCalibrationDriftVerdict"]
+    for alert in drift:
+        action = alert["annotations"]["action"]
+        assert "/versions/{{ $labels.version }}/recalibrate" in action
+        assert "candor recalibrate {{ $labels.model }}/{{ $labels.version }}" in action

@@ -1,6 +1,6 @@
 """MAPS: every post-hoc calibration map, by manifest kind (like training.losses.LOSSES).
 
-Each entry (training/maps/family.py) carries the map's numpy ``apply``, its ``fit`` on validation
+Each entry (candor/maps/family.py) carries the map's numpy ``apply``, its ``fit`` on validation
 logits, its fused ONNX ``nodes`` and a ``describe`` line; export, calibrate-onnx, the parity gate,
 ``--method`` and ``candor evaluate`` all read this table. A new map: its module here, one line
 below, its kind in calibration.manifest.CalibrationMap.
@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from calibration.errors import CalibrationError
 from calibration.manifest import CalibrationMap
-from training.errors import TrainingError
-from training.maps.family import Fit, MapFamily
-from training.maps.focal import FOCAL_TEMPERATURE
-from training.maps.softmax import NONE, TEMPERATURE
-from training.maps.vector import VECTOR
+from candor.maps.family import Fit, MapFamily
+from candor.maps.focal import FOCAL_TEMPERATURE
+from candor.maps.softmax import NONE, TEMPERATURE
+from candor.maps.vector import VECTOR
 
 MAPS: dict[str, MapFamily] = {family.kind: family for family in (NONE, TEMPERATURE, FOCAL_TEMPERATURE, VECTOR)}
 FITTED: dict[str, MapFamily] = {f.method: f for f in MAPS.values() if f.method is not None and f.fit}
@@ -42,5 +42,5 @@ def fit_function(method: str) -> Callable[[np.ndarray, np.ndarray], Fit]:
     """The fit of ``--method method`` (ts, fts, vs, ...; best: FTS, compared with TS by the caller)."""
     family = FITTED.get("fts" if method == "best" else method)
     if family is None or family.fit is None:
-        raise TrainingError(f"--method {method!r}: choose one of {', '.join([*FITTED, 'best'])}")
+        raise CalibrationError(f"--method {method!r}: choose one of {', '.join([*FITTED, 'best'])}")
     return family.fit

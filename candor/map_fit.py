@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from calibration.manifest import CalibrationMap
-from training.maps import FITTED, fit_function
-from training.maps.softmax import fit_ts
+from candor.maps import FITTED, fit_function
+from candor.maps.softmax import fit_ts
 
 METHODS = (*FITTED, "best")  # --method choices: every fitted map of the registry, and best
 
@@ -14,7 +14,7 @@ METHODS = (*FITTED, "best")  # --method choices: every fitted map of the registr
 def fit_map(logits: np.ndarray, labels: np.ndarray, method: str) -> tuple[CalibrationMap, dict[str, float]]:
     """Fit the post-hoc map on held-out logits by NLL; TS is always fitted, for its figures.
 
-    ts, fts, vs, ...: that map of training.maps.MAPS; best: the lowest held-out NLL among
+    ts, fts, vs, ...: that map of candor.maps.MAPS; best: the lowest held-out NLL among
     {none, TS, FTS} (FTS with gamma = 0 is TS exactly, so a TS fit is kept on ties; no map at all
     when neither fit lowers the NLL of the raw softmax).
     """

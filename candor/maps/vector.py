@@ -15,8 +15,8 @@ from scipy.optimize import minimize
 
 from calibration.manifest import CalibrationMap
 from calibration.maps import log_softmax, softmax
-from training.maps.family import Fit, MapFamily, Nodes
-from training.maps.posthoc import checked_logits
+from calibration.posthoc import checked_logits
+from candor.maps.family import Fit, MapFamily, Nodes
 
 
 def vector_scale(logits: np.ndarray, weights: NDArray[np.float64], biases: NDArray[np.float64]) -> np.ndarray:

@@ -7,8 +7,8 @@ from onnx import helper, numpy_helper
 
 from calibration.manifest import CalibrationMap
 from calibration.maps import softmax, temperature_scale
-from training.maps.family import Fit, MapFamily, Nodes
-from training.maps.posthoc import fit_temperature
+from calibration.posthoc import fit_temperature
+from candor.maps.family import Fit, MapFamily, Nodes
 
 
 def softmax_nodes(logits: str, output: str, cmap: CalibrationMap, num_classes: int) -> Nodes:
@@ -25,7 +25,7 @@ def temperature_nodes(logits: str, output: str, cmap: CalibrationMap, num_classe
 
 
 def fit_ts(logits: np.ndarray, labels: np.ndarray) -> Fit:
-    """T by validation NLL (training.maps.posthoc.fit_temperature)."""
+    """T by validation NLL (calibration.posthoc.fit_temperature)."""
     ts = fit_temperature(logits, labels)
     figures = {"validation_nll_before": ts.nll_before, "validation_nll_ts": ts.nll_after}
     return CalibrationMap(kind="temperature", temperature=ts.temperature, objective="nll"), figures

@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from calibration.manifest import CalibrationMap
-from training.maps import family_of
+from candor.maps import family_of
 
 OPSET = 17
 PROBABILITIES = "probabilities"
@@ -32,7 +32,7 @@ def logits_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
 def append_calibration_map(
     model: onnx.ModelProto, cmap: CalibrationMap, num_classes: int | None = None
 ) -> onnx.ModelProto:
-    """A copy whose output ``probabilities`` = map(logits), the map's nodes from training.maps."""
+    """A copy whose output ``probabilities`` = map(logits), the map's nodes from candor.maps."""
     composed = onnx.ModelProto()
     composed.CopyFrom(model)
     logits = logits_output(composed)

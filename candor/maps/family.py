@@ -1,4 +1,4 @@
-"""What a calibration map is to Candor: one entry of the MAPS registry (training/maps/__init__.py).
+"""What a calibration map is to Candor: one entry of the MAPS registry (candor/maps/__init__.py).
 
 A map family ties together everything a map kind needs, so a new map is one module plus one
 registry line (and its kind in calibration.manifest.CalibrationMap):

@@ -1,7 +1,7 @@
 """Focal temperature scaling (Komisarenko & Kull 2024): p = Phi_gamma(softmax(z / T)).
 
-The numpy map is calibration.maps; the ONNX nodes are training/maps/focal_nodes.py (float64,
-log-space, the same overflow guard); the fit is training.maps.posthoc.fit_focal_temperature.
+The numpy map is calibration.maps; the ONNX nodes are candor/maps/focal_nodes.py (float64,
+log-space, the same overflow guard); the fit is calibration.posthoc.fit_focal_temperature.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 
 from calibration.manifest import CalibrationMap
 from calibration.maps import focal_temperature_scale
-from training.maps.family import Fit, MapFamily, Nodes
-from training.maps.focal_nodes import focal_temperature_nodes
-from training.maps.posthoc import fit_focal_temperature
+from calibration.posthoc import fit_focal_temperature
+from candor.maps.family import Fit, MapFamily, Nodes
+from candor.maps.focal_nodes import focal_temperature_nodes
 
 
 def nodes(logits: str, output: str, cmap: CalibrationMap, num_classes: int) -> Nodes:

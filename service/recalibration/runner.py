@@ -1,0 +1,176 @@
+"""Running recalibrations: in the server (one at a time per model, counted in /metrics) or offline.
+
+``Recalibrator.run`` (POST /v2/repository/models/{m}/recalibrate) reads the window through the
+monitor (``served_rows``), runs the job in a thread, and promotes through the repository's load
+path when asked (``promote="auto"``) and the rule allows it. ``run_offline`` (``candor recalibrate``
+with no server answering) opens the store itself and, when promoting, moves the candidate into
+models_dir so that the next start serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+
+from service.errors import ModelNotFound, ServiceError
+from service.inference.model_manager import ModelManager
+from service.inference.repository import artifact_directories
+from service.recalibration.candidate import CANDIDATES, Job, Method, Rows, Verdict, run_job
+from service.recalibration.promotion import install_offline, promote_served
+from service.settings import Settings
+
+Promote = Literal["auto", "never"]
+
+
+class RowSource(Protocol):
+    """The monitor or its store: stored predictions of one version created in [since, until)."""
+
+    def served_rows(self, model: str, version: str, since: float, until: float) -> Rows: ...
+
+
+class RecalibrationBusy(ServiceError):
+    """A recalibration of this model is already running."""
+
+    status = 409
+
+
+def make_job(settings: Settings, model: str, base_dir: Path, method: Method, window_s: float, now: float) -> Job:
+    """The job for ``base_dir`` over the last ``window_s`` seconds, with the settings' rule."""
+    return Job(
+        model=model,
+        base_dir=base_dir,
+        method=method,
+        window_start=datetime.fromtimestamp(now - window_s, UTC),
+        window_end=datetime.fromtimestamp(now, UTC),
+        models_dir=settings.models_dir,
+        candidates_dir=settings.state_dir / CANDIDATES,
+        min_labels=settings.recalibration_min_labels,
+        seed=settings.recalibration_seed,
+        resamples=settings.recalibration_resamples,
+    )
+
+
+def read_window(source: RowSource, model: str, version: str, job: Job) -> Rows:
+    return source.served_rows(model, version, job.window_start.timestamp(), job.window_end.timestamp())
+
+
+def hand_promotion(verdict: Verdict, settings: Settings) -> str:
+    """How an operator promotes a candidate left on disk."""
+    if verdict.artifact_path is None:
+        return ""
+    target = settings.models_dir / verdict.model / str(verdict.new_version)
+    return (
+        f"; the candidate stays at {verdict.artifact_path}: to serve it anyway, move it to {target} "
+        f"(mv {verdict.artifact_path} {target}) and POST /v2/repository/models/{verdict.model}/load"
+    )
+
+
+class Recalibrator:
+    """One recalibration at a time per model; ``candor_recalibrations_total{model,method,outcome}``
+    counts every finished one (outcome ``failed`` when it raised)."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.total = Counter(
+            "candor_recalibrations",
+            "Recalibrations run, by model, method and outcome",
+            ["model", "method", "outcome"],
+            registry=registry,
+        )
+        self._running: set[str] = set()
+
+    async def run(
+        self,
+        manager: ModelManager,
+        source: RowSource,
+        model: str,
+        version: str | None,
+        method: Method,
+        window_s: float,
+        promote: Promote,
+    ) -> Verdict:
+        """Fit, write the candidate, compare, and promote when asked and better."""
+        engine = manager.repository.get(model, version)  # 404 for an unknown model or version
+        if model in self._running:
+            raise RecalibrationBusy(
+                f"a recalibration of '{model}' is already running; retry when it ends", "model_name"
+            )
+        self._running.add(model)
+        try:
+            verdict = await self._run(
+                manager, source, engine.directory, engine.manifest.version, method, window_s, promote
+            )
+        except Exception:
+            self.total.labels(model, method, "failed").inc()
+            raise
+        finally:
+            self._running.discard(model)
+        self.total.labels(model, method, verdict.outcome).inc()
+        return verdict
+
+    async def _run(
+        self,
+        manager: ModelManager,
+        source: RowSource,
+        base_dir: Path,
+        version: str,
+        method: Method,
+        window_s: float,
+        promote: Promote,
+    ) -> Verdict:
+        job = replace(
+            make_job(self.settings, base_dir.parent.name, base_dir, method, window_s, time.time()),
+            created_by="POST /v2/repository/models/{m}/recalibrate",
+        )
+        rows = await asyncio.to_thread(read_window, source, job.model, version, job)
+        verdict = await asyncio.to_thread(run_job, job, rows)
+        if not verdict.promote or verdict.artifact_path is None:
+            verdict.reason += hand_promotion(verdict, self.settings)
+        elif promote == "never":
+            verdict.reason += "; not promoted: promote was never" + hand_promotion(verdict, self.settings)
+        else:
+            note = await promote_served(manager, verdict.artifact_path)
+            verdict.outcome, verdict.reason = "promoted", f"{verdict.reason}; {note}"
+            verdict.artifact_path = self.settings.models_dir / job.model / str(verdict.new_version)
+        return verdict
+
+
+def base_directory(settings: Settings, model: str, version: str | None) -> Path:
+    """Offline: models_dir/<model>/<version>, else the pinned default, else the highest version."""
+    directories = {d.name: d for d in artifact_directories(settings.models_dir, model)}
+    if not directories:
+        raise ModelNotFound(f"no artifact for model '{model}' under {settings.models_dir}", field="model_name")
+    chosen = version or settings.default_versions.get(model) or max(directories, key=int)
+    if chosen not in directories:
+        raise ModelNotFound(f"model '{model}' has no version '{chosen}' under {settings.models_dir}", "model_version")
+    return directories[chosen]
+
+
+def run_offline(
+    settings: Settings,
+    source: RowSource,
+    model: str,
+    version: str | None,
+    method: Method,
+    window_s: float,
+    promote: Promote,
+) -> Verdict:
+    """The same job without a server: the store is opened by the caller (no server owns it)."""
+    base_dir = base_directory(settings, model, version)
+    job = make_job(settings, model, base_dir, method, window_s, time.time())
+    verdict = run_job(job, read_window(source, model, base_dir.name, job))
+    if verdict.promote and verdict.artifact_path is not None and promote == "auto":
+        note = install_offline(verdict.artifact_path, settings.models_dir)
+        verdict.outcome, verdict.reason = "promoted", f"{verdict.reason}; {note}"
+        verdict.artifact_path = settings.models_dir / model / str(verdict.new_version)
+    elif verdict.promote and promote == "never":
+        verdict.reason += "; not promoted: promote was never" + hand_promotion(verdict, settings)
+    else:
+        verdict.reason += hand_promotion(verdict, settings)
+    return verdict
