@@ -14,13 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 from numpy.typing import NDArray
 from prometheus_client.parser import text_string_to_metric_families
 
+from calibration.manifest import load_manifest
 from calibration.metrics import accuracy, bootstrap_ci, ece, nll
 from calibration.significance import PairedDifference, TopLabel, paired_bootstrap, top_label_ece, top_label_nll
 
@@ -119,6 +122,16 @@ class LoopClient:
         body = {"method": method, "window_seconds": window_seconds, "promote": promote}
         answer: dict[str, Any] = self._post(f"/v2/repository/models/{self.model}/recalibrate", body)
         return answer
+
+
+def score_artifact(directory: Path, images: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """Probabilities (N, C) of an artifact directory (e.g. a candidate left unpromoted) with ONNX
+    Runtime, after the manifest's preprocessing: what serving it would answer."""
+    manifest = load_manifest(directory)
+    session = ort.InferenceSession(str(directory / manifest.onnx_file), providers=["CPUExecutionProvider"])
+    x = manifest.preprocessing.normalise(images.astype(np.float64), manifest.instance_shape, "images")
+    out = [session.run(None, {manifest.input.name: x[i : i + BATCH]})[0] for i in range(0, len(x), BATCH)]
+    return np.concatenate(out).astype(np.float64)
 
 
 def poll(read: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:

@@ -7,8 +7,8 @@ fashion-mnist-cnn version 1 (its own copy of the artifact and its own store):
    verdict of version 1 is read from ``GET /v1/models/{m}/calibration`` and /metrics;
 2. ``POST /v2/repository/models/{m}/recalibrate`` with the method and ``promote: auto``;
 3. the fresh set of the same shift (disjoint from the window) is scored by version 1 and by the new
-   version (``/v2/models/{m}/versions/{v}/infer`` when served; from its files on disk with ONNX
-   Runtime when it was left unpromoted and unloaded) and compared with paired bootstrap 95%
+   version (``/v2/models/{m}/versions/{v}/infer`` when promoted; from the candidate's files, which
+   the service leaves aside in its state directory, with ONNX Runtime when not) and compared with paired bootstrap 95%
    intervals (bench/closed_loop.py);
 4. the fresh set, labelled, then goes through predict as the continuing stream: the drift verdict
    of whichever version serves by default afterwards.
@@ -41,7 +41,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from numpy.typing import NDArray
 
-from bench.closed_loop import Comparison, LoopClient, VersionFigures, compare, interval, version_figures
+from bench.closed_loop import (
+    Comparison,
+    LoopClient,
+    VersionFigures,
+    compare,
+    interval,
+    score_artifact,
+    version_figures,
+)
 from bench.processes import REPO, candor_serve, free_port
 from bench.shift import SHIFTS, ShiftedSplit, split
 from calibration.manifest import load_manifest
@@ -74,22 +82,6 @@ class Outcome:
     probs: dict[str, NDArray[np.float64]]
 
 
-def score_on_disk(models: Path, version: str, images: NDArray[np.uint8]) -> NDArray[np.float64]:
-    """Probabilities of an artifact on disk, with the manifest's preprocessing (what serving feeds)."""
-    directory = models / MODEL / version
-    manifest = load_manifest(directory)
-    session = ort.InferenceSession(str(directory / manifest.onnx_file), providers=["CPUExecutionProvider"])
-    x = manifest.preprocessing.normalise(images.astype(np.float64), (1, 28, 28), "images")
-    out = [session.run(None, {manifest.input.name: x[i : i + 1000]})[0] for i in range(0, len(x), 1000)]
-    return np.concatenate(out).astype(np.float64)
-
-
-def new_version_on_disk(models: Path) -> str | None:
-    """The highest version directory other than 1 (the recalibration's artifact), if any."""
-    versions = sorted((int(p.name) for p in (models / MODEL).iterdir() if p.name.isdigit()), reverse=True)
-    return str(versions[0]) if versions and versions[0] != 1 else None
-
-
 def run_loop(data: ShiftedSplit, method: str, workdir: Path) -> Outcome:
     """Steps 1-4 of the module docstring on a fresh server over a fresh copy of version 1."""
     models = workdir / "models"
@@ -106,15 +98,15 @@ def run_loop(data: ShiftedSplit, method: str, workdir: Path) -> Outcome:
         except RuntimeError as error:  # the endpoint refused: reported in the table, the run goes on
             answer = {"error": str(error)}
         seconds = time.perf_counter() - start
-        new = new_version_on_disk(models)
+        new, artifact = answer.get("new_version"), answer.get("artifact_path")
         served = client.calibration()["version"]
         old_probs = client.infer("1", data.fresh.images)
         comparison, new_probs, scored_from = None, None, "-"
-        if new is not None:
+        if new is not None and artifact is not None:
             if client.http.get(f"/v2/models/{MODEL}/versions/{new}/ready").status_code == 200:
                 new_probs, scored_from = client.infer(new, data.fresh.images), "served"
-            else:
-                new_probs, scored_from = score_on_disk(models, new, data.fresh.images), "disk"
+            else:  # left unpromoted, aside from models_dir: scored from its files
+                new_probs, scored_from = score_artifact(Path(artifact), data.fresh.images), "candidate on disk"
             comparison = compare(old_probs, new_probs, data.fresh.labels)
         after = label_stream(client, data.fresh.images, data.fresh.labels)
         client.close()
