@@ -54,7 +54,8 @@ class ShiftSpec:
 CONTRAST = ShiftSpec("contrast", contrast=0.4)
 # T-shirt/top, Pullover and Shirt: the classes the model confuses most, so their prior matters most.
 CLASS_PRIOR = ShiftSpec("class-prior", keep=(0, 2, 6), rate=0.1)
-SHIFTS = {spec.name: spec for spec in (CONTRAST, CLASS_PRIOR)}
+NONE = ShiftSpec("none")  # the control: nothing to fix
+SHIFTS = {spec.name: spec for spec in (CONTRAST, CLASS_PRIOR, NONE)}
 
 
 @dataclass(frozen=True)
