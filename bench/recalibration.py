@@ -145,25 +145,43 @@ def verdict(status: dict[str, Any]) -> str:
 
 def outcome_text(answer: dict[str, Any]) -> str:
     """What the endpoint said it did, in a table cell."""
-    for key in ("outcome", "action", "promoted", "error"):
-        if key in answer:
-            return f"{key}: {answer[key]}"
-    return str(answer)[:80]
+    return str(answer.get("outcome") or answer.get("error", answer))
 
 
 def loop_table(outcomes: list[Outcome]) -> list[str]:
     """Markdown: per run, the verdict before, what the endpoint did, and the verdict after."""
     lines = [
-        "| shift | method | window | verdict before (v1) | recalibrate: outcome | s | served after | "
-        "verdict after (continuing stream) |",
-        "| --- | --- | ---: | --- | --- | ---: | --- | --- |",
+        "| shift | method | window | verdict before (v1) | fitted | held-out n | held-out NLL new - old | "
+        "held-out ECE new - old | outcome | s | served after | verdict after (continuing stream) |",
+        "| --- | --- | ---: | --- | --- | ---: | --- | --- | --- | ---: | --- | --- |",
     ]
     for o in outcomes:
+        held_out = o.answer.get("comparison") or {}
+        n = held_out.get("n", "-")
+        nll, ece_ = (answer_interval(held_out.get(k)) for k in ("nll", "ece"))
         lines.append(
-            f"| {o.shift} | {o.method} | {o.window} | {verdict(o.verdict_before)} | {outcome_text(o.answer)} "
-            f"(v{o.new_version}) | {o.recalibrate_seconds:.1f} | v{o.served_after} | {verdict(o.verdict_after)} |"
+            f"| {o.shift} | {o.method} | {o.window} | {verdict(o.verdict_before)} | "
+            f"{parameters_text(o.answer.get('parameters', {}))} | {n} | {nll} | {ece_} | "
+            f"{outcome_text(o.answer)} (v{o.new_version}) | {o.recalibrate_seconds:.1f} | v{o.served_after} | "
+            f"{verdict(o.verdict_after)} |"
         )
     return lines
+
+
+def answer_interval(part: dict[str, float] | None) -> str:
+    """'diff [low, high]' of one metric of the endpoint's held-out comparison."""
+    return "-" if part is None else f"{part['diff']:+.4f} [{part['low']:+.4f}, {part['high']:+.4f}]"
+
+
+def parameters_text(parameters: dict[str, Any]) -> str:
+    """The fitted parameters, compactly: floats to 3 places, lists to 2."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, list):
+            return "(" + " ".join(f"{v:.2f}" for v in value) + ")"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{k} {show(v)}" for k, v in parameters.items()) or "-"
 
 
 def figures_table(outcomes: list[Outcome]) -> list[str]:
@@ -188,17 +206,24 @@ def figures_table(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-def reliability_png(outcome: Outcome, labels: NDArray[np.int64], path: Path) -> None:
-    """Old and new version's reliability diagrams on the fresh set, side by side."""
-    fig = MplFigure(figsize=(3.4 * len(outcome.probs), 3.6))
+def reliability_png(shift: str, outcomes: list[Outcome], labels: NDArray[np.int64], path: Path) -> None:
+    """Reliability diagrams on the fresh set of one shift: version 1, then each method's candidate."""
+    panels = [("v1 (served before)", outcomes[0].probs["1"])]
+    for o in outcomes:
+        if o.new_version is not None and o.new_version in o.probs:
+            panels.append((f"{o.method} (v{o.new_version}, {o.answer.get('outcome')})", o.probs[o.new_version]))
+    fig = MplFigure(figsize=(3.3 * len(panels), 3.6))
     FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(1, len(outcome.probs)))
-    for ax, (version, probs) in zip(axes, outcome.probs.items(), strict=True):
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for index, (ax, (title, probs)) in enumerate(zip(axes, panels, strict=True)):
         stats = as_bin_statistics((probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.float64)))
         draw_reliability(ax, stats, None)
-        ax.set_title(f"v{version}: ECE {100 * stats.compute_ece():.2f}%", fontsize="medium")
-    fig.suptitle(f"{outcome.shift} shift, fresh data, {outcome.method}")
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.82, wspace=0.3)
+        ax.set_title(f"{title}\nECE {100 * stats.compute_ece():.2f}%", fontsize="small")
+        legend = ax.get_legend()
+        if index and legend is not None:
+            legend.remove()
+    fig.suptitle(f"{shift} shift: fresh data ({len(labels)} images), 15 equal-width bins")
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.78, wspace=0.3)
     fig.savefig(path, dpi=80)
 
 
@@ -245,10 +270,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(directory: Path, report: list[str], outcomes: list[Outcome], splits: dict[str, ShiftedSplit]) -> None:
-    """docs/results/recalibration.md (the report verbatim under a title) and one PNG per run."""
+    """docs/results/recalibration.md (the report verbatim under a title) and one PNG per shift."""
     directory.mkdir(parents=True, exist_ok=True)
-    for o in outcomes:
-        reliability_png(o, splits[o.shift].fresh.labels, directory / f"recalibration-{o.shift}-{o.method}.png")
+    for shift, data in splits.items():
+        runs = [o for o in outcomes if o.shift == shift]
+        reliability_png(shift, runs, data.fresh.labels, directory / f"recalibration-{shift}.png")
     text = ["# Closed-loop recalibration on shifts we make", "", *report, ""]
     (directory / "recalibration.md").write_text("\n".join(text))
 
