@@ -107,14 +107,22 @@ class LoopClient:
         asynchronously); returns that status."""
         return poll(lambda: self.calibration(version), lambda s: s["window"]["labels"] >= n, timeout)
 
-    def drift_gauges(self) -> dict[tuple[str, str], float]:
-        """``candor_calibration_drift_detected`` per (model, version) from /metrics."""
+    def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """The samples called ``name`` in /metrics, keyed by their sorted (label, value) pairs."""
         text = self.http.get("/metrics").raise_for_status().text
         return {
-            (s.labels["model"], s.labels["version"]): s.value
+            tuple(sorted(s.labels.items())): s.value
             for family in text_string_to_metric_families(text)
             for s in family.samples
-            if s.name == "candor_calibration_drift_detected"
+            if s.name == name
+        }
+
+    def drift_gauges(self) -> dict[tuple[str, str], float]:
+        """``candor_calibration_drift_detected`` per (model, version) from /metrics."""
+        return {
+            (labels["model"], labels["version"]): value
+            for key, value in self.samples("candor_calibration_drift_detected").items()
+            for labels in [dict(key)]
         }
 
     def recalibrate(self, method: str, window_seconds: float, promote: str = "auto") -> dict[str, Any]:

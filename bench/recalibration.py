@@ -61,6 +61,28 @@ TOKEN = "bench-recalibration"
 METHODS = ("ts", "fts", "best", "prior-shift")
 WINDOW_SECONDS = 3600.0
 MIN_LABELS = 100
+READING = "\n## Reading"  # a hand-written section from here on is kept when the file is rewritten
+PREAMBLE = [
+    "Written by `bench/recalibration.py` (its docstring has the protocol). Every run starts a fresh "
+    "`candor serve` of the bundled `fashion-mnist-cnn` version 1 with its own store "
+    "(`CANDOR_DRIFT_MIN_LABELS=100`, other settings default), sends the shift's production window through "
+    "predict and its labels through feedback, then calls `POST /v2/repository/models/{m}/recalibrate` "
+    '`{"method": M, "window_seconds": 3600, "promote": "auto"}`. Images come from the Fashion-MNIST test '
+    "split only (the training files fitted the model); window and fresh sets are disjoint, same class mix "
+    "(bench/shift.py, seed 0).",
+    "",
+    "- First table: the drift verdict of version 1 on the window (labelled ECE test; PSI: label-free "
+    "confidence-histogram shift, flagged above 0.25), what the endpoint fitted, its own held-out comparison "
+    "(paired bootstrap 95% intervals of new - old on the held-out half of the window, a seeded hash of the "
+    "random prediction ids), its outcome, its wall time (s), the version serving by default afterwards, and "
+    "that version's verdict once the fresh set, labelled, has gone through predict as the continuing stream.",
+    "- Second table: version 1 and the new version on the fresh set (never seen by the fit or the decision); "
+    "each figure with its 95% percentile bootstrap interval (1,000 resamples; binned ECE is biased upward at "
+    "small n, so a small ECE can sit below its own interval), and the paired bootstrap interval of new - old "
+    "(the same resampled rows for both). 'served': scored through `/v2/models/{m}/versions/{v}/infer`; "
+    "'candidate on disk': not promoted, scored from the candidate's files (left in the state directory) "
+    "with ONNX Runtime and the manifest's preprocessing.",
+]
 
 
 @dataclass(frozen=True)
@@ -137,10 +159,15 @@ def label_stream(client: LoopClient, images: NDArray[np.uint8], labels: NDArray[
 
 
 def verdict(status: dict[str, Any]) -> str:
-    """'drift (ECE 0.191 > 0.092, n 5000)' from a calibration status."""
-    d = status["drift"]
+    """'v1 drift (ECE 0.191, threshold 0.092, n 5000; PSI 1.73)' from a calibration status: the
+    labelled verdict, then the label-free confidence-histogram PSI (shift flagged above 0.25)."""
+    d, psi = status["drift"], status["label_free"]["confidence_psi"]
     threshold = "-" if d["threshold"] is None else f"{d['threshold']:.3f}"
-    return f"v{status['version']} {d['verdict']} (ECE {d['statistic']:.3f}, threshold {threshold}, n {d['n']})"
+    psi_text = "-" if psi is None else f"{psi:.2f}"
+    return (
+        f"v{status['version']} {d['verdict']} (ECE {d['statistic']:.3f}, threshold {threshold}, n {d['n']}; "
+        f"PSI {psi_text})"
+    )
 
 
 def outcome_text(answer: dict[str, Any]) -> str:
@@ -174,14 +201,16 @@ def answer_interval(part: dict[str, float] | None) -> str:
 
 
 def parameters_text(parameters: dict[str, Any]) -> str:
-    """The fitted parameters, compactly: floats to 3 places, lists to 2."""
+    """The fitted parameters, compactly: floats to 3 places, lists to 2; the parity checks' figures
+    (graph against numpy, at most ~1e-6) left out."""
 
     def show(value: Any) -> str:
         if isinstance(value, list):
             return "(" + " ".join(f"{v:.2f}" for v in value) + ")"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    return ", ".join(f"{k} {show(v)}" for k, v in parameters.items()) or "-"
+    shown = {k: v for k, v in parameters.items() if not k.startswith("parity")}
+    return ", ".join(f"{k} {show(v)}" for k, v in shown.items()) or "-"
 
 
 def figures_table(outcomes: list[Outcome]) -> list[str]:
@@ -275,8 +304,10 @@ def write_results(directory: Path, report: list[str], outcomes: list[Outcome], s
     for shift, data in splits.items():
         runs = [o for o in outcomes if o.shift == shift]
         reliability_png(shift, runs, data.fresh.labels, directory / f"recalibration-{shift}.png")
-    text = ["# Closed-loop recalibration on shifts we make", "", *report, ""]
-    (directory / "recalibration.md").write_text("\n".join(text))
+    path = directory / "recalibration.md"
+    reading = path.read_text().partition(READING)[2] if path.exists() else ""
+    text = ["# Closed-loop recalibration on shifts we make", "", *PREAMBLE, "", *report, ""]
+    path.write_text("\n".join(text) + (READING + reading if reading else ""))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,8 @@ def test_contrast_shift_alarms_then_the_promoted_refit_is_better_on_fresh_data(f
         assert client.drift_gauges()[(MODEL, "1")] == 1.0
 
         new = recalibrate_and_promote(client, models, "best")
+        counted = client.samples("candor_recalibrations_total")
+        assert counted == {(("method", "best"), ("model", MODEL), ("outcome", "promoted")): 1.0}
         old_probs, new_probs = client.infer("1", data.fresh.images), client.infer(new, data.fresh.images)
         result = compare(old_probs, new_probs, data.fresh.labels)
         assert result.nll_diff.high < 0, result
