@@ -13,9 +13,12 @@ in this one process.
    vector (``--classes`` classes, encoded as the monitor does, the encoding timed with the put),
    for a SQLite transaction, the pending log and Redis (a redis-server started here, when
    installed); for SQLite also without the (model, version, created_at) index the window read
-   needs, i.e. what a put cost before scores were kept. Alternating rounds on stores opened once
-   (``--score-rounds``); prints each variant's median us per prediction, the added us per
-   prediction and the ratio to the store without scores.
+   needs, i.e. what a put cost before scores were kept. Stores opened once and prefilled with
+   ``--rows``, then ``--score-blocks`` blocks of 1024 rows each, the variants alternating block by
+   block; prints each variant's median over blocks in us per prediction, wall time and CPU time
+   (this process's, plus the Redis server's: less sensitive than wall time to other processes on
+   a shared host), the added us per prediction and the ratio to the store without scores. Then
+   the window read: ``served_rows`` of every row with scores, and of the last second's.
 
     .venv/bin/python -m bench.request_path
     .venv/bin/python -m bench.request_path --parts scores --classes 1000
@@ -33,10 +36,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import psutil
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.applications import Starlette
@@ -184,6 +189,7 @@ async def thread_hop(calls: int) -> None:
 
 
 Probs = np.ndarray
+BLOCK_ROWS = 1024  # rows per timed block of part 4: the pending log's flush_rows
 
 
 def served_probs(n: int, classes: int, rng: np.random.Generator) -> Probs:
@@ -199,9 +205,17 @@ def scored_records(ids: list[str], probs: Probs | None, now: float) -> list[Pred
     return [PredictionRecord(pid, "m", "1", 0.5, 1, now, blob) for pid, blob in zip(ids, blobs, strict=True)]
 
 
+@dataclass(frozen=True)
+class Redis:
+    """A throwaway redis-server: its URL and its process (whose CPU time counts in a put's cost)."""
+
+    url: str
+    process: psutil.Process
+
+
 @contextmanager
-def redis_url() -> Iterator[str | None]:
-    """A throwaway redis-server on a loopback port (no persistence), or None when not installed."""
+def redis_server() -> Iterator[Redis | None]:
+    """A redis-server on a loopback port (no persistence), or None when not installed."""
     binary = shutil.which("redis-server")
     if binary is None:
         yield None
@@ -211,23 +225,27 @@ def redis_url() -> Iterator[str | None]:
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp]
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         try:
-            import redis
-
-            client = redis.Redis(port=port)
-            for _ in range(100):
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-            client.close()
-            yield f"redis://127.0.0.1:{port}/0"
+            wait_for_redis(port)
+            yield Redis(f"redis://127.0.0.1:{port}/0", psutil.Process(process.pid))
         finally:
             process.terminate()
             process.wait(timeout=10)
 
 
-def score_stores(stack: ExitStack, backend: str, url: str | None) -> dict[str, PredictionStore]:
+def wait_for_redis(port: int) -> None:
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+
+
+def score_stores(stack: ExitStack, backend: str, server: Redis | None) -> dict[str, PredictionStore]:
     """The stores one backend's variants write to, each opened once (own file or key prefix)."""
     stores: dict[str, PredictionStore] = {}
     variants = ["no scores", "scores"] if backend == "Redis" else ["no scores, no window index", "no scores", "scores"]
@@ -235,8 +253,8 @@ def score_stores(stack: ExitStack, backend: str, url: str | None) -> dict[str, P
         if backend == "Redis":
             from service.monitor.stores.redis_store import RedisStore
 
-            assert url is not None
-            store: PredictionStore = RedisStore(url, StoreLimits(), prefix=f"{name}:")
+            assert server is not None
+            store: PredictionStore = RedisStore(server.url, StoreLimits(), prefix=f"{name}:")
         else:
             sqlite = SQLiteStore(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "p.db", StoreLimits())
             if name.endswith("no window index"):  # the write cost before scores were kept
@@ -247,49 +265,80 @@ def score_stores(stack: ExitStack, backend: str, url: str | None) -> dict[str, P
     return stores
 
 
-def time_puts(store: PredictionStore, size: int, calls: int, classes: int, scored: bool, seed: int) -> float:
-    """Seconds per prediction of ``calls`` puts of ``size`` rows, records and encoding included."""
-    rng = np.random.default_rng(seed)
+def cpu_seconds(server: Redis | None) -> float:
+    """This process's CPU time, plus the Redis server's when there is one."""
+    cpu = time.process_time()
+    if server is not None:
+        times = server.process.cpu_times()
+        cpu += times.user + times.system
+    return cpu
+
+
+def time_block(
+    store: PredictionStore, size: int, classes: int, scored: bool, rng: np.random.Generator, server: Redis | None
+) -> tuple[float, float]:
+    """Wall and CPU seconds per prediction of puts of ``size`` rows, BLOCK_ROWS rows in all (so each
+    block of the pending log holds exactly one bulk move into the file), records and encoding
+    included; CPU counts the Redis server's too (``server``)."""
+    calls = BLOCK_ROWS // size
     probs = [served_probs(size, classes, rng) if scored else None for _ in range(calls)]
     ids = [new_prediction_ids(size) for _ in range(calls)]
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(server), time.perf_counter()
     for batch_ids, batch_probs in zip(ids, probs, strict=True):
         store.put(scored_records(batch_ids, batch_probs, time.time()))
-    return (time.perf_counter() - started) / (calls * size)
+    wall = time.perf_counter() - started
+    return wall / BLOCK_ROWS, (cpu_seconds(server) - cpu) / BLOCK_ROWS
 
 
-def score_writes(rows: int, calls: int, classes: int, rounds: int) -> None:
-    """Part 4 (module docstring): each backend, 32-row and 1-row puts, alternating variants."""
-    with redis_url() as url, ExitStack() as stack:
-        if url is None:
+def score_writes(rows: int, classes: int, blocks: int) -> None:
+    """Part 4 (module docstring): each backend, 32-row and 1-row puts, the variants alternating
+    block by block (the host drifts by tens of percent within minutes)."""
+    rng = np.random.default_rng(0)
+    with redis_server() as server, ExitStack() as stack:
+        if server is None:
             print("scores    Redis: redis-server not installed, skipped")
-        for backend in ["SQLite", "pending log"] + (["Redis"] if url else []):
-            stores = score_stores(stack, backend, url)
+        for backend in ["SQLite", "pending log"] + (["Redis"] if server else []):
+            stores = score_stores(stack, backend, server)
             for name, store in stores.items():  # prefill: rows of the variant's own kind
-                for k in range(rows // 32):
-                    probs = served_probs(32, classes, np.random.default_rng(k)) if name == "scores" else None
+                for _ in range(rows // 32):
+                    probs = served_probs(32, classes, rng) if name == "scores" else None
                     store.put(scored_records(new_prediction_ids(32), probs, time.time()))
+            watched = server if backend == "Redis" else None
             for size in (32, 1):
-                per_row: dict[str, list[float]] = {name: [] for name in stores}
-                for r in range(rounds):
-                    for name in list(stores) if r % 2 == 0 else list(reversed(stores)):
-                        n = calls * 32 // size // rounds
-                        per_row[name].append(time_puts(stores[name], size, n, classes, name == "scores", r))
+                per_row: dict[str, list[tuple[float, float]]] = {name: [] for name in stores}
+                for b in range(blocks):
+                    for name in list(stores) if b % 2 == 0 else list(reversed(stores)):
+                        scored = name == "scores"
+                        per_row[name].append(time_block(stores[name], size, classes, scored, rng, watched))
                 report_scores(backend, size, classes, per_row)
+            window_reads(backend, stores["scores"])
 
 
-def report_scores(backend: str, size: int, classes: int, per_row: dict[str, list[float]]) -> None:
-    """Median us per prediction of each variant; added us and ratio against each baseline."""
-    median = {name: statistics.median(values) for name, values in per_row.items()}
-    for name, value in median.items():
+def window_reads(backend: str, store: PredictionStore) -> None:
+    """Time ``served_rows`` over everything stored and over the last second's rows only."""
+    now = time.time()
+    for label, since in (("all", 0.0), ("last 1 s", now - 1.0)):
+        started = time.perf_counter()
+        rows = store.served_rows("m", "1", since, now + 1.0)
+        took = time.perf_counter() - started
+        print(f"window    {backend:<11} served_rows, {label:<8}: {len(rows):>7} rows in {1e3 * took:7.1f} ms")
+
+
+def report_scores(backend: str, size: int, classes: int, per_row: dict[str, list[tuple[float, float]]]) -> None:
+    """Median wall and CPU us per prediction of each variant; added us and ratios against each
+    baseline."""
+    wall = {name: statistics.median(w for w, _ in values) for name, values in per_row.items()}
+    cpu = {name: statistics.median(c for _, c in values) for name, values in per_row.items()}
+    for name in per_row:
         print(
-            f"scores    {backend:<11} {size:>2}-row put, {classes} classes, {name:<26} {1e6 * value:7.1f} us/prediction"
+            f"scores    {backend:<11} {size:>2}-row put, {classes} classes, {name:<26} "
+            f"{1e6 * wall[name]:7.1f} us wall, {1e6 * cpu[name]:7.1f} us CPU per prediction"
         )
-    for base in (name for name in median if name != "scores"):
-        added = median["scores"] - median[base]
+    for base in (name for name in per_row if name != "scores"):
         print(
-            f"scores    {backend:<11} {size:>2}-row put: scores add {1e6 * added:6.1f} us/prediction "
-            f"over '{base}' (ratio {median['scores'] / median[base]:.2f})"
+            f"scores    {backend:<11} {size:>2}-row put: scores add {1e6 * (wall['scores'] - wall[base]):6.1f} us "
+            f"wall (ratio {wall['scores'] / wall[base]:.2f}), {1e6 * (cpu['scores'] - cpu[base]):6.1f} us CPU "
+            f"(ratio {cpu['scores'] / cpu[base]:.2f}) per prediction over '{base}'"
         )
 
 
@@ -299,7 +348,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="predictions in the store before timing")
     parser.add_argument("--parts", nargs="+", default=["routing", "stores", "hop", "scores"])
     parser.add_argument("--classes", type=int, default=10, help="classes of the stored score vectors")
-    parser.add_argument("--score-rounds", type=int, default=6)
+    parser.add_argument("--score-blocks", type=int, default=15, help=f"alternating blocks of {BLOCK_ROWS} rows")
     args = parser.parse_args()
     if "routing" in args.parts:
         asyncio.run(routing(args.calls))
@@ -308,7 +357,7 @@ def main() -> None:
     if "hop" in args.parts:
         asyncio.run(thread_hop(args.calls // 2))
     if "scores" in args.parts:
-        score_writes(args.rows, 300, args.classes, args.score_rounds)
+        score_writes(args.rows, args.classes, args.score_blocks)
 
 
 if __name__ == "__main__":

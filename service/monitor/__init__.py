@@ -9,7 +9,7 @@ A library the app calls; it reads no settings and starts no threads. The API::
                       MonitorConfig(window_seconds=3600, n_buckets=60,
                                     drift=DriftConfig(min_labels=200)), clock=time.time)
     monitor.add_model(name, version, manifest.reference, manifest.classes)  # a model loaded later
-    monitor.record_predictions(model, version, ids, confidences, predicted, now=None) -> None
+    monitor.record_predictions(model, version, ids, confidences, predicted, now=None, probs=None) -> None
     monitor.resolve_feedback([(prediction_id, class name or index), ...], now=None) -> FeedbackResult
     monitor.resolve_feedback_batches([labels, ...]) -> [FeedbackResult | BadRequest, ...]  # one store call
     monitor.lookup([prediction_id, ...]) -> {prediction_id: PredictionRecord}  # model, classes
@@ -19,8 +19,11 @@ A library the app calls; it reads no settings and starts no threads. The API::
     registry.register(MonitorCollector(monitor))                 # the app's own CollectorRegistry
 
 - ``record_predictions``: ids are the prediction_ids returned to the client, confidences the
-  top-label probabilities in [0, 1], predicted the class indices. Stores them for the label join
-  (durable when it returns) and counts them in the label-free window.
+  top-label probabilities in [0, 1], predicted the class indices, probs (optional) the served
+  (n, C) probabilities, kept per prediction for recalibration (``MonitorConfig.score_top_k``).
+  Stores them for the label join (durable when it returns) and counts them in the label-free window.
+- ``served_rows``: the stored predictions of one (model, version) created in [since, until) that
+  kept their vector: ids, created_at, log-probabilities (n, C), labels (-1 while unlabelled).
 - ``resolve_feedback``: the labels of one feedback request, checked against the classes of the
   version that made each prediction (given to ``add_model``) before any is recorded (a bad one is
   a BadRequest naming ``labels[i].label``), then recorded as by ``record_feedback``; the

@@ -28,6 +28,7 @@ the served graph must apply the same floor before its log.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,23 +45,18 @@ _FLOAT = np.dtype("<f4")
 
 def encode_scores(probs: ArrayLike, top_k: int = DEFAULT_TOP_K) -> list[bytes]:
     """One blob per row of the (n, C) served probabilities: full when C <= top_k, else the top_k
-    classes and the rest's mass (module docstring). Vectorised: one table, one ``tobytes``."""
+    classes and the rest's mass (module docstring). Vectorised: one ``tobytes`` for the batch."""
     p = np.ascontiguousarray(probs, dtype=_FLOAT)
     if p.ndim != 2 or top_k < 1:
         raise MonitorInputError(f"scores need (n, C) probabilities and top_k >= 1, got shape {p.shape}, {top_k=}")
     n, c = p.shape
-    table = _full_table(p) if c <= top_k else _top_k_table(p, top_k)
+    if c <= top_k:  # the header, then the row's bytes as served (no table to build)
+        header, data, width = struct.pack("<II", c, c), p.tobytes(), c * _FLOAT.itemsize
+        return [header + data[start : start + width] for start in range(0, n * width, width)]
+    table = _top_k_table(p, top_k)
     table[:, 0] = c
     data, width = table.tobytes(), table.shape[1] * _WORD.itemsize
     return [data[start : start + width] for start in range(0, n * width, width)]
-
-
-def _full_table(p: NDArray[np.float32]) -> NDArray[np.uint32]:
-    """Header + the C float32 probabilities as raw words."""
-    table = np.empty((p.shape[0], HEADER_WORDS + p.shape[1]), dtype=_WORD)
-    table[:, 1] = p.shape[1]
-    table[:, HEADER_WORDS:] = p.view(_WORD)
-    return table
 
 
 def _top_k_table(p: NDArray[np.float32], k: int) -> NDArray[np.uint32]:
@@ -84,6 +80,10 @@ def decode_probs(blobs: Sequence[bytes]) -> NDArray[np.float64]:
     or if a blob is malformed); top-k rows spread the rest evenly over the classes not kept."""
     if not blobs:
         return np.zeros((0, 0))
+    if len(set(map(len, blobs))) == 1:  # the usual case: one layout, one frombuffer
+        table = _table(blobs, len(blobs[0]))
+        if (table[:, :HEADER_WORDS] == table[0, :HEADER_WORDS]).all():
+            return _decode_table(table, *_header(blobs[0][: HEADER_WORDS * _WORD.itemsize]))
     groups: dict[bytes, list[int]] = {}
     for row, blob in enumerate(blobs):
         groups.setdefault(blob[: HEADER_WORDS * _WORD.itemsize], []).append(row)
@@ -113,13 +113,27 @@ def _header(header: bytes) -> tuple[int, int]:
     return c, k
 
 
+def _table(blobs: Sequence[bytes], size: int) -> NDArray[np.uint32]:
+    """The blobs, all ``size`` bytes long, as one (n, size / 4) table of words."""
+    if size % _WORD.itemsize or size < HEADER_WORDS * _WORD.itemsize:
+        raise StoreError(f"stored scores are malformed: a blob of {size} bytes")
+    return np.frombuffer(b"".join(blobs), dtype=_WORD).reshape(len(blobs), size // _WORD.itemsize)
+
+
 def _decode_group(blobs: list[bytes], c: int, k: int) -> NDArray[np.float64]:
     """Rows sharing one header (C, k): one ``frombuffer`` of their concatenation."""
     width = HEADER_WORDS + (c if k == c else 2 * k + 1)
-    data = b"".join(blobs)
-    if len(data) != len(blobs) * width * _WORD.itemsize:
+    if any(len(blob) != width * _WORD.itemsize for blob in blobs):
         raise StoreError(f"stored scores are malformed: blobs of {k} of {c} classes must be {width * 4} bytes")
-    table = np.frombuffer(data, dtype=_WORD).reshape(len(blobs), width)
+    return _decode_table(_table(blobs, width * _WORD.itemsize), c, k)
+
+
+def _decode_table(table: NDArray[np.uint32], c: int, k: int) -> NDArray[np.float64]:
+    """The probabilities of a table of rows with header (C, k) (StoreError if the width is not
+    that header's)."""
+    if table.shape[1] != HEADER_WORDS + (c if k == c else 2 * k + 1):
+        width = table.shape[1] * _WORD.itemsize
+        raise StoreError(f"stored scores are malformed: blobs of {k} of {c} classes cannot be {width} bytes")
     if k == c:
         return table[:, HEADER_WORDS:].view(_FLOAT).astype(np.float64)
     kept_at = table[:, HEADER_WORDS : HEADER_WORDS + k].astype(np.intp)

@@ -13,7 +13,8 @@ Contract shared by every backend (SQLiteStore, RedisStore):
 - ``served_rows(model, version, since, until)`` reads back what a refit needs: the served
   probability vectors (as log-probabilities) and labels of one (model, version)'s predictions
   created in ``[since, until)``, oldest first (``ServedRows``); rows stored without scores are left
-  out. Read-only.
+  out. Read-only. What a record keeps of its vector (all of it up to ``top_k`` classes, above it
+  the top k and the rest's mass) and why: service.monitor.stores.scores.
 - Records are kept ``retention + expired_grace`` seconds (so late labels read ``expired``, not
   ``unknown``), then purged. At most ``capacity`` records are kept: a put into a full store drops
   the oldest records, and each one dropped while still unlabelled counts in ``evicted``.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -61,7 +63,7 @@ class PredictionRecord:
     scores: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: no field-wise ==, compare the fields
 class ServedRows:
     """Stored predictions of one (model, version) created in [since, until), oldest first.
 
@@ -171,22 +173,19 @@ def decide(record: PredictionRecord | None, labelled: bool, now: float, retentio
     return Outcome.ACCEPTED
 
 
-def served_rows_of(
-    ids: Sequence[str], created_at: Sequence[float], scores: Sequence[bytes | None], labels: Sequence[int | None]
-) -> ServedRows:
-    """ServedRows of raw stored rows of one (model, version), in any order: rows without scores
-    are left out, the rest sorted oldest first (ties by id), unlabelled ones read label -1."""
-    keep = [i for i, blob in enumerate(scores) if blob]
-    if not keep:
+StoredRow = tuple[str, float, bytes | None, int | None]  # prediction_id, created_at, scores, label
+
+
+def served_rows_of(rows: Sequence[StoredRow]) -> ServedRows:
+    """ServedRows of raw stored rows of one (model, version), in any order (fastest when nearly
+    oldest first): rows without scores are left out, the rest sorted oldest first (ties by id),
+    unlabelled ones read label -1."""
+    kept = sorted((row for row in rows if row[2]), key=itemgetter(1, 0))
+    if not kept:
         return ServedRows.empty()
-    kept_ids = np.array([ids[i] for i in keep])
-    created = np.array([created_at[i] for i in keep], dtype=np.float64)
-    order = np.lexsort((kept_ids, created))
-    blobs = [scores[keep[j]] or b"" for j in order]
-    label_of = [labels[keep[j]] for j in order]
     return ServedRows(
-        ids=kept_ids[order].tolist(),
-        created_at=created[order],
-        log_probs=decode_log_probs(blobs),
-        labels=np.array([-1 if label is None else int(label) for label in label_of], dtype=np.int64),
+        ids=[row[0] for row in kept],
+        created_at=np.fromiter((row[1] for row in kept), dtype=np.float64, count=len(kept)),
+        log_probs=decode_log_probs([row[2] or b"" for row in kept]),
+        labels=np.fromiter((-1 if row[3] is None else row[3] for row in kept), dtype=np.int64, count=len(kept)),
     )

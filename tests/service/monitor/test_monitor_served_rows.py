@@ -10,6 +10,9 @@ import pytest
 from service.monitor import Monitor, MonitorConfig, SQLiteStore
 from service.monitor.errors import MonitorInputError
 from service.monitor.predictions import PredictionRecorder
+from service.monitor.stores.scores import DEFAULT_TOP_K
+from service.monitor.wiring import monitor_config
+from service.settings import Settings
 
 T0 = 1_700_000_000.0
 
@@ -54,3 +57,9 @@ def test_probabilities_of_the_wrong_shape_are_refused_before_anything_is_stored(
     with pytest.raises(MonitorInputError, match="probabilities"):
         monitor.record_predictions("fm", "1", ["a", "b"], [0.5, 0.5], [0, 1], probs=served(3, 10))
     assert len(store) == 0
+
+
+def test_the_setting_reaches_the_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANDOR_STORE_TOP_K", "7")
+    assert monitor_config(Settings()).score_top_k == 7
+    assert MonitorConfig().score_top_k == DEFAULT_TOP_K == Settings.model_fields["store_top_k"].default

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from monitor_procs import RedisServer, run_then_sigkill
 
-from service.monitor.stores import redis_store
+from service.monitor.stores import redis_store, sqlite_store
 from service.monitor.stores.pending_log import PendingLogStore, pending_log_path
 from service.monitor.stores.redis_store import RedisStore
 from service.monitor.stores.scores import decode_log_probs, encode_scores
-from service.monitor.stores.sqlite_store import SQLiteStore
+from service.monitor.stores.sqlite_store import _WINDOW, SQLiteStore
 from service.monitor.stores.store import Outcome, PredictionRecord
 
 T0 = 1_700_000_000.0
@@ -69,15 +69,24 @@ def test_a_file_of_the_old_schema_gains_the_column_and_its_rows_read_without_sco
     again.close()
 
 
-def test_the_window_read_uses_the_model_time_index(tmp_path: Path) -> None:
+def test_the_window_read_walks_the_model_time_index_without_sorting(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "p.db")
     store.close()
     with sqlite3.connect(tmp_path / "p.db") as conn:
-        plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT prediction_id FROM predictions "
-            "WHERE model = 'm' AND version = '1' AND created_at >= 0 AND created_at < 1 AND scores IS NOT NULL"
-        ).fetchall()
-    assert "predictions_by_model_time" in " ".join(str(row[-1]) for row in plan)
+        plan = " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + _WINDOW, ("m", "1", 0, -1, 1, 10)))
+    assert "predictions_by_model_time" in plan and "TEMP B-TREE" not in plan
+
+
+def test_sqlite_window_chunks_lose_no_tied_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "_WINDOW_CHUNK", 3)
+    store = SQLiteStore(tmp_path / "p.db")
+    blobs = encode_scores(probs(11))
+    times = [0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 3]  # ties longer than a chunk, and across chunk ends
+    stamped = zip(times, blobs, strict=True)
+    store.put([PredictionRecord(f"r{i:02d}", "m", "1", 0.5, 0, T0 + t, b) for i, (t, b) in enumerate(stamped)])
+    assert store.served_rows("m", "1", T0, T0 + 3).ids == [f"r{i:02d}" for i in range(10)]
+    assert store.served_rows("m", "1", T0 + 1, T0 + 10).ids == [f"r{i:02d}" for i in range(5, 11)]
+    store.close()
 
 
 CHILD = textwrap.dedent("""
@@ -85,7 +94,7 @@ CHILD = textwrap.dedent("""
     import numpy as np
     from service.monitor.stores.pending_log import PendingLogStore
     from service.monitor.stores.scores import encode_scores
-    from service.monitor.stores.sqlite_store import SQLiteStore
+    from service.monitor.stores.sqlite_store import _WINDOW, SQLiteStore
     from service.monitor.stores.store import PredictionRecord
     store = PendingLogStore(SQLiteStore(sys.argv[1]), flush_rows=1000)
     p = np.random.default_rng(5).dirichlet(np.ones(50), size=8).astype(np.float32)
