@@ -169,8 +169,8 @@ class Lineage(_Frozen):
     """Where a recalibrated version comes from (service/recalibration): its base version, the
     production window and labels it was fitted on, and the map appended to the base graph's output.
 
-    ``map`` takes the base version's log-probabilities (floored at -100) as its logits; the base
-    graph's own map (``calibration``) is unchanged underneath it."""
+    ``map`` takes the base version's log-probabilities (floored at -87.34, the log of the smallest
+    normal float32) as its logits; the base graph's own map (``calibration``) is unchanged under it."""
 
     base_version: str = Field(pattern=r"^[1-9][0-9]*$")
     method: Literal["ts", "fts", "best", "prior-shift"]

@@ -2,8 +2,8 @@
 
 The served graph outputs p = map_0(network(x)); a recalibration appends a second map whose input is
 log p, so the new version is exactly map_1(log map_0(network(x))) and the fit below is the fit of
-what the new graph computes. log p is floored at ``LOG_FLOOR`` (a probability that underflowed to 0
-in float32) here and in the ONNX nodes (candor/recalibrated.py), so both sides see the same input.
+what the new graph computes. log p is floored at ``LOG_FLOOR`` (a probability that underflowed in
+float32) here, in the store and in the ONNX nodes (candor/recalibrated.py), so both sides see the same input.
 
 - ``heldout_mask``: the fit / held-out split by a seeded hash of the prediction id: row i is held out
   when the lowest bit of blake2b(seed as 8 bytes || id) is 1. It depends only on (seed, id), so a
@@ -32,7 +32,9 @@ from calibration.significance import PairedDifference, TopLabel, paired_bootstra
 
 FloatArray = NDArray[np.float64]
 LabelMethod = Literal["ts", "fts", "best"]
-LOG_FLOOR = -100.0  # log of a served probability that underflowed (float32 tiny is about e^-103)
+# log of the smallest normal float32 (-87.34): the store floors served probabilities there before the
+# log (service.monitor.stores.scores.PROB_FLOOR), the recalibration graph floors log p there too
+LOG_FLOOR = float(np.log(np.finfo(np.float32).tiny))
 BEST_FOLDS = 5
 
 

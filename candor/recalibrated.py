@@ -1,7 +1,7 @@
 """A recalibrated version's graph: the served graph with a second map appended by ONNX composition.
 
 The base graph outputs calibrated ``probabilities``; the new graph is
-  x -> base graph -> p -> max(log p, -100) -> map (TS, FTS or the prior correction) -> probabilities
+  x -> base graph -> p -> max(log p, -87.34) -> map (TS, FTS or the prior correction) -> probabilities
 built as a standalone map graph (``recalibration_graph``, probabilities in, probabilities out, its
 nodes from the map registry candor.maps) merged after the base graph with ``onnx.compose``; no
 torch, no re-export. Parity is checked twice before anything is written (``check_recalibrated``):

@@ -1,7 +1,8 @@
 """One recalibration, up to the candidate on disk and its verdict (blocking; run off the event loop).
 
-1. the window's served rows (``ServedRows`` of the monitor's store) are split by a seeded hash of
-   the prediction id into a fit half and a held-out half (calibration.recalibration.heldout_mask);
+1. the window's served rows (``ServedRows``, read through ``Monitor.served_rows`` or the store) are
+   split by a seeded hash of the prediction id into a fit half and a held-out half
+   (calibration.recalibration.heldout_mask);
 2. the map is fitted on the fit half's labelled rows (ts, fts, best), or, for prior-shift, the class
    priors are re-estimated by EM on every row except the held-out labelled ones (calibration.prior_shift);
 3. the map is appended to the base version's graph (candor.recalibrated), parity-checked, and the
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -29,18 +30,11 @@ from calibration.recalibration import Comparison, apply_recalibration, compare, 
 from candor.artifact import publish_artifact, reference_figures
 from candor.recalibrated import append_recalibration, check_recalibrated
 from service.inference.repository import artifact_directories
+from service.monitor.stores.store import ServedRows
 
 Method = Literal["ts", "fts", "best", "prior-shift"]
 Outcome = Literal["promoted", "rejected", "insufficient_labels", "written"]
 CANDIDATES = "candidates"
-
-
-class Rows(Protocol):
-    """What a recalibration reads of the store (service.monitor.stores.store.ServedRows)."""
-
-    ids: list[str]
-    log_probs: NDArray[np.float64]
-    labels: NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -89,7 +83,7 @@ class Halves:
     unlabelled: NDArray[np.bool_]
 
     @classmethod
-    def of(cls, rows: Rows, seed: int) -> Halves:
+    def of(cls, rows: ServedRows, seed: int) -> Halves:
         labelled = rows.labels >= 0
         held = heldout_mask(rows.ids, seed)
         return cls(labelled & ~held, labelled & held, ~labelled)
@@ -107,7 +101,7 @@ def next_version(models_dir: Path, candidates_dir: Path, model: str) -> str:
     return str(max(versions, default=0) + 1)
 
 
-def run_job(job: Job, rows: Rows) -> Verdict:
+def run_job(job: Job, rows: ServedRows) -> Verdict:
     """Steps 1-4 of the module docstring."""
     manifest, model_bytes = load_verified(job.base_dir)
     halves = Halves.of(rows, job.seed)
@@ -146,7 +140,7 @@ def _identity() -> CalibrationMap:
     return CalibrationMap(kind="temperature", temperature=1.0)
 
 
-def _fit(job: Job, manifest: Manifest, rows: Rows, halves: Halves, verdict: Verdict) -> CalibrationMap | None:
+def _fit(job: Job, manifest: Manifest, rows: ServedRows, halves: Halves, verdict: Verdict) -> CalibrationMap | None:
     """The map, its parameters recorded in ``verdict``; None (and the reason) when it cannot be fitted."""
     if job.method == "prior-shift":
         used = ~halves.heldout

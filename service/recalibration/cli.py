@@ -2,9 +2,10 @@
 
 When a server answers at the URL (default: http://<CANDOR_HOST>:<CANDOR_PORT>), the command goes
 through its endpoint (token from CANDOR_AUTH_TOKEN): the SQLite store belongs to the running
-server and is never opened beside it. When none answers, the command opens the store itself and
-does the same work offline; promotion then moves the candidate into models_dir, served at the
-next start. Prints the answer as JSON; exit 0 with any outcome, 2 on bad usage or a refused call.
+server and is never opened beside it. When none answers at the default URL, the command opens the
+store itself and does the same work offline (an explicit --url that does not answer is an error);
+promotion then moves the candidate into models_dir, served at the next start. Prints the answer
+as JSON; exit 0 with any outcome, 2 on bad usage or a refused call.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def recalibrate(settings: Settings, args: argparse.Namespace) -> int:
     url = (args.url or f"http://{settings.host}:{settings.port}").rstrip("/")
     token = None if settings.auth_token is None else settings.auth_token.get_secret_value()
     body = {"method": args.method, "window_seconds": args.window, "promote": args.promote}
-    answer = through_server(url, model, version or None, body, token) if server_answers(url) else None
-    if answer is None:
+    if server_answers(url):
+        answer = through_server(url, model, version or None, body, token)
+    elif args.url:
+        raise ServiceError(f"no server answers at {url} (--url): start it, or leave --url out to work offline")
+    else:
         answer = offline(settings, model, version or None, args)
     print(json.dumps(answer, indent=2))
     return 0
@@ -74,7 +78,10 @@ def through_server(url: str, model: str, version: str | None, body: dict[str, An
         with urllib.request.urlopen(request, timeout=600.0) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        error = json.loads(exc.read() or b"{}")
+        try:
+            error = json.loads(exc.read() or b"{}")
+        except json.JSONDecodeError:
+            error = {}
         hint = " (set CANDOR_AUTH_TOKEN)" if exc.code == 401 else ""
         raise ServiceError(f"{url}{path} answered {exc.code}: {error.get('error', exc.reason)}{hint}") from None
 

@@ -10,6 +10,7 @@ models_dir so that the next start serves it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -18,26 +19,35 @@ from typing import Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from calibration.errors import CandorError
 from service.errors import ModelNotFound, ServiceError
 from service.inference.model_manager import ModelManager
 from service.inference.repository import artifact_directories
-from service.recalibration.candidate import CANDIDATES, Job, Method, Rows, Verdict, run_job
+from service.monitor.stores.store import ServedRows
+from service.recalibration.candidate import CANDIDATES, Job, Method, Verdict, run_job
 from service.recalibration.promotion import install_offline, promote_served
 from service.settings import Settings
 
 Promote = Literal["auto", "never"]
+log = logging.getLogger("candor.recalibration")
 
 
 class RowSource(Protocol):
     """The monitor or its store: stored predictions of one version created in [since, until)."""
 
-    def served_rows(self, model: str, version: str, since: float, until: float) -> Rows: ...
+    def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows: ...
 
 
 class RecalibrationBusy(ServiceError):
     """A recalibration of this model is already running."""
 
     status = 409
+
+
+class RecalibrationFailed(ServiceError):
+    """The job stopped (a parity failure, a fit on unusable rows): nothing was written or promoted."""
+
+    status = 500
 
 
 def make_job(settings: Settings, model: str, base_dir: Path, method: Method, window_s: float, now: float) -> Job:
@@ -56,7 +66,7 @@ def make_job(settings: Settings, model: str, base_dir: Path, method: Method, win
     )
 
 
-def read_window(source: RowSource, model: str, version: str, job: Job) -> Rows:
+def read_window(source: RowSource, model: str, version: str, job: Job) -> ServedRows:
     return source.served_rows(model, version, job.window_start.timestamp(), job.window_end.timestamp())
 
 
@@ -106,12 +116,22 @@ class Recalibrator:
             verdict = await self._run(
                 manager, source, engine.directory, engine.manifest.version, method, window_s, promote
             )
-        except Exception:
+        except Exception as exc:
             self.total.labels(model, method, "failed").inc()
+            if isinstance(exc, CandorError) and not isinstance(exc, ServiceError):  # core or artifact writing
+                raise RecalibrationFailed(f"recalibration of {model} stopped: {exc}; nothing was promoted") from exc
             raise
         finally:
             self._running.discard(model)
         self.total.labels(model, method, verdict.outcome).inc()
+        log.info(
+            "candor: recalibration of %s v%s (%s): %s, %s",
+            model,
+            verdict.base_version,
+            method,
+            verdict.outcome,
+            verdict.reason,
+        )
         return verdict
 
     async def _run(

@@ -134,3 +134,30 @@ def test_with_a_server_the_cli_goes_through_its_endpoint(
     answer = json.loads(capsys.readouterr().out)
     assert answer["outcome"] == "written"
     assert answer["artifact_path"] == str(server_state / "candidates" / MODEL / "2")  # the server's own work
+
+
+def test_offline_reads_the_store_a_stopped_server_left(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Predictions and labels served by an app (now stopped) are read from its SQLite store."""
+    from fastapi.testclient import TestClient
+
+    from training.data import load_digits
+
+    digits = load_digits()
+    with TestClient(create_app(Settings())) as client:
+        predictions = client.post(f"/v1/models/{MODEL}:predict", json={"instances": digits.test_x[:120, 0].tolist()})
+        ids = [p["prediction_id"] for p in predictions.json()["predictions"]]
+        labels = [{"prediction_id": i, "label": int(y)} for i, y in zip(ids[:80], digits.test_y[:80], strict=True)]
+        assert client.post("/v1/feedback", json={"labels": labels}).json()["accepted"] == 80
+    assert main(["recalibrate", MODEL, "--window", "1h", "--method", "prior-shift"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["n_fit"] + answer["n_heldout"] + answer["n_unlabelled"] == 120
+    assert answer["outcome"] == "insufficient_labels" and answer["new_version"] == "2"  # 300 labels needed
+    assert Path(answer["artifact_path"]) == Path(env["CANDOR_STATE_DIR"]) / "candidates" / MODEL / "2"
+
+
+def test_an_explicit_url_that_does_not_answer_is_an_error(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{env['CANDOR_PORT']}"
+    assert main(["recalibrate", MODEL, "--window", "1h", "--method", "ts", "--url", url]) == 2
+    assert "no server answers" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from candor.recalibrated import synthetic_inputs
 from service.inference.model_manager import ModelManager
 from service.inference.repository import load_from_settings
 from service.recalibration.candidate import CANDIDATES
-from service.recalibration.runner import RecalibrationBusy, Recalibrator, run_offline
+from service.recalibration.runner import RecalibrationBusy, RecalibrationFailed, Recalibrator, run_offline
 from service.settings import Settings
 
 MODEL = "digits-cnn"
@@ -182,3 +182,24 @@ def test_offline_promotion_moves_the_candidate_into_models_dir(settings: Setting
     assert verdict.outcome == "promoted" and "next `candor serve`" in verdict.reason
     manifest, _ = load_verified(settings.models_dir / MODEL / "2")
     assert manifest.lineage is not None and manifest.lineage.created_by == "candor recalibrate"
+
+
+def test_a_parity_failure_is_a_500_naming_it_and_counted_as_failed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from candor.errors import ParityError
+
+    def fails(*args: object) -> dict[str, float]:
+        raise ParityError("ONNX Runtime differs from the reference by 1.00e-02 at batch 7")
+
+    monkeypatch.setattr("service.recalibration.candidate.check_recalibrated", fails)
+    registry, manager = CollectorRegistry(), manager_of(settings)
+    with pytest.raises(RecalibrationFailed) as failed:
+        run(Recalibrator(settings, registry), manager, FakeSource(served_rows(2000)), "ts", "auto")
+    assert failed.value.status == 500 and "differs from the reference" in str(failed.value)
+    assert not (settings.state_dir / CANDIDATES / MODEL / "2").exists()
+    assert manager.repository.get(MODEL).manifest.version == "1"
+    assert (
+        registry.get_sample_value("candor_recalibrations_total", {"model": MODEL, "method": "ts", "outcome": "failed"})
+        == 1.0
+    )

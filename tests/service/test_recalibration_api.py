@@ -14,6 +14,7 @@ from recalibration_rows import FakeSource, served_rows
 
 from service.app import create_app
 from service.settings import Settings
+from training.data import load_digits
 
 MODEL = "digits-cnn"
 TOKEN = "s3cret-token"
@@ -121,3 +122,32 @@ def test_promotion_under_traffic_answers_every_request(client: TestClient) -> No
     assert response.status_code == 200 and response.json()["outcome"] == "promoted", response.text
     assert statuses and set(statuses) == {200}
     assert set(versions) <= {"1", "2"} and served_version(client) == "2"
+
+
+@pytest.fixture
+def real_client(digits_artifact, tmp_path: Path) -> Iterator[TestClient]:
+    """The app over its own SQLite store (pending log on), read through Monitor.served_rows."""
+    models = tmp_path / "models"
+    copy_version(digits_artifact.models_dir, models, MODEL, "1", "1")
+    settings = Settings(
+        models_dir=models, state_dir=tmp_path / "state", recalibration_min_labels=50, recalibration_resamples=200
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_the_endpoint_reads_served_predictions_and_feedback_from_the_store(real_client: TestClient) -> None:
+    digits = load_digits()
+    images, labels = digits.test_x[:300, 0], digits.test_y[:300]
+    response = real_client.post(f"/v1/models/{MODEL}:predict", json={"instances": images.tolist()})
+    ids = [p["prediction_id"] for p in response.json()["predictions"]]
+    feedback = [{"prediction_id": i, "label": int(y)} for i, y in zip(ids[:200], labels[:200], strict=True)]
+    assert real_client.post("/v1/feedback", json={"labels": feedback}).json()["accepted"] == 200
+    response = real_client.post(URL, json={"method": "ts", "window_seconds": 600, "promote": "never"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["n_fit"] + answer["n_heldout"], answer["n_unlabelled"]) == (200, 100)
+    assert answer["outcome"] in ("written", "rejected") and answer["new_version"] == "2"
+    prior = real_client.post(URL, json={"method": "prior-shift", "window_seconds": 600}).json()
+    assert prior["new_version"] == "3" and prior["parameters"]["iterations"] >= 1
+    assert prior["parameters"]["train_priors_from_manifest"] is True  # exported with class_priors

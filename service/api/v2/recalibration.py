@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api.deps import MonitoringDep
-from service.api.openapi import error_responses
+from service.api.openapi import error_responses, inline_schema
 from service.api.security import AdminAuth
 from service.api.v2.repository import ManagerDep, control_body
 from service.errors import BadRequest
@@ -67,6 +67,19 @@ class RecalibrationAnswer(BaseModel):
     artifact_path: str | None
 
 
+RECALIBRATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": inline_schema(RecalibrationBody),
+                "example": {"method": "best", "window_seconds": 7200, "promote": "auto"},
+            }
+        },
+    }
+}
+
+
 async def get_recalibrator(request: Request) -> Recalibrator:
     recalibrator: Recalibrator = request.app.state.recalibrator
     return recalibrator
@@ -76,7 +89,10 @@ RecalibratorDep = Annotated[Recalibrator, Depends(get_recalibrator)]
 
 
 @router.post(
-    "/v2/repository/models/{model_name}/recalibrate", response_model=RecalibrationAnswer, responses=RECALIBRATE_ERRORS
+    "/v2/repository/models/{model_name}/recalibrate",
+    response_model=RecalibrationAnswer,
+    responses=RECALIBRATE_ERRORS,
+    openapi_extra=RECALIBRATE_BODY,
 )
 async def recalibrate(
     model_name: str, request: Request, manager: ManagerDep, monitoring: MonitoringDep, recalibrator: RecalibratorDep
@@ -89,6 +105,7 @@ async def recalibrate(
     "/v2/repository/models/{model_name}/versions/{model_version}/recalibrate",
     response_model=RecalibrationAnswer,
     responses=RECALIBRATE_ERRORS,
+    openapi_extra=RECALIBRATE_BODY,
 )
 async def recalibrate_version(
     model_name: str,
