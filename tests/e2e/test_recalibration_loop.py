@@ -1,7 +1,9 @@
 """The closed loop on a shift we make, against a real `candor serve` of the bundled default model:
 a shifted stream with true labels -> drift alarm -> POST .../recalibrate -> a promoted version
-that is better than the old one on fresh data from the same shift (bench/shift.py makes the
-streams, bench/closed_loop.py talks HTTP; bench/recalibration.py is the full-size run).
+that is better than the old one on fresh data from the same shift, and no alarm after it. On a
+class-prior shift and on no shift, the promotion decision must follow the held-out intervals the
+endpoint reports, and what it fitted is judged on fresh data (bench/shift.py makes the streams,
+bench/closed_loop.py talks HTTP; bench/recalibration.py is the full-size run).
 
 Sizes are chosen for margin, not luck (seeded streams, deterministic drift test): on the contrast
 shift the old version's fresh ECE is about 0.19 and the interval of the refit's ECE difference sits
