@@ -79,6 +79,7 @@ def test_the_window_is_half_open_and_per_model_and_version(make_store: StoreFact
     assert store.served_rows("m", "1", T0 + 2, T0 + 5).ids == ["p2", "p3", "p4"]
     assert store.served_rows("m", "1", T0 + 9, T0 + 9).ids == []
     assert store.served_rows("m", "2", T0, T0 + 10).ids == ["v2"]
+    assert len(store.served_rows("m", "1", float("-inf"), float("inf"))) == 10
     assert store.served_rows("absent", "1", T0, T0 + 10).log_probs.shape == (0, 0)
 
 
