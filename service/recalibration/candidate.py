@@ -9,7 +9,8 @@
    artifact written, sealed, to ``<state_dir>/candidates/<model>/<version>/``: outside models_dir,
    so it is never served by accident (the highest version wins at the next start or watch tick);
 4. new and old are compared on the held-out labelled half (paired bootstrap of NLL and ECE) and
-   the rule decides (``decide``): promote only when both 95% intervals of new - old lie below 0
+   the rule decides (``_decide``): promote only when the 95% interval of new - old NLL lies below 0,
+   that of new - old ECE reaches 0 or below (not significantly worse; Comparison.better says why),
    and the held-out half holds at least ``min_labels`` labels.
 """
 
@@ -222,5 +223,5 @@ def _intervals(c: Comparison) -> str:
     return (
         f"NLL new - old {c.nll.mean:+.4f} [{c.nll.low:+.4f}, {c.nll.high:+.4f}], "
         f"ECE new - old {c.ece.mean:+.4f} [{c.ece.low:+.4f}, {c.ece.high:+.4f}] (95% paired bootstrap, "
-        f"n = {c.n}); promoted only when both intervals lie below 0"
+        f"n = {c.n}); promoted only when the NLL interval lies below 0 and the ECE interval reaches 0 or below"
     )

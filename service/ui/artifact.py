@@ -1,9 +1,9 @@
 """The artifact side of a version's section: the calibration map in use (from its manifest) and
-the place where closed-loop recalibration's history will go."""
+the model's recalibration history (the loaded versions whose manifest records a lineage)."""
 
 from __future__ import annotations
 
-from calibration.manifest import Manifest
+from calibration.manifest import Lineage, Manifest
 from service.ui.text import esc, num
 
 MAP_NAMES = {
@@ -39,11 +39,36 @@ def calibration_map(manifest: Manifest | None) -> str:
     return f'<div class="map scroll"><table class="figures">{caption}{rows}</table></div>'
 
 
-def recalibration(model: str) -> str:
-    """Recalibration history: closed-loop recalibration has not landed, so nothing is listed."""
+def recalibration(model: str, manifests: list[Manifest]) -> str:
+    """Recalibration history: each loaded version written by a recalibration, with its lineage."""
+    rows = "".join(
+        _lineage_row(m.version, m.lineage) for m in sorted(manifests, key=lambda m: int(m.version)) if m.lineage
+    )
+    note = (
+        '<p class="note">Versions written by <code>POST /v2/repository/models/{m}/recalibrate</code> '
+        "(or <code>candor recalibrate</code>) and promoted; candidates not promoted stay under "
+        "<code>STATE_DIR/candidates/</code>, and every run counts in <code>candor_recalibrations_total</code>.</p>"
+    )
+    table = ""
+    if rows:
+        head = "<tr><th>version</th><th>from</th><th>method</th><th>window</th><th>labels (fit / held-out)</th>"
+        head += "<th>map</th></tr>"
+        table = f'<div class="scroll"><table class="figures">{head}{rows}</table></div>'
+    else:
+        note += '<p class="note">No loaded version of this model was written by a recalibration.</p>'
     return (
         f'<section class="recalibration" data-model="{esc(model)}"><h3>Recalibration history</h3>'
-        '<p class="note">Closed-loop recalibration (<code>POST /v2/repository/models/{m}/recalibrate</code>) '
-        "is not part of this Candor yet. When it lands, its runs will be listed here: the version each "
-        "wrote, whether it was promoted, and the paired held-out comparison that decided it.</p></section>"
+        f"{note}{table}</section>"
+    )
+
+
+def _lineage_row(version: str, lineage: Lineage) -> str:
+    m = lineage.map
+    kind = "prior correction" if lineage.method == "prior-shift" else MAP_NAMES.get(m.kind, m.kind)
+    params = "" if m.kind == "vector" else f", T = {num(m.temperature, 4)}"
+    window = f"{lineage.window_start:%Y-%m-%d %H:%M} to {lineage.window_end:%H:%M} UTC"
+    return (
+        f"<tr><td>{esc(version)}</td><td>{esc(lineage.base_version)}</td><td>{esc(lineage.method)}</td>"
+        f"<td>{esc(window)}</td><td>{lineage.n_labels_fit} / {lineage.n_labels_heldout}</td>"
+        f"<td>{esc(kind + params)}</td></tr>"
     )

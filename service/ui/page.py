@@ -82,7 +82,7 @@ def model_article(model: str, views: list[VersionView]) -> str:
     sections = "".join(version_section(v) for v in views)
     return (
         f'<article class="model" data-model="{esc(model)}"><h2><a href="{esc(model_url(model))}">{esc(model)}</a></h2>'
-        f"{sections}{recalibration(model)}</article>"
+        f"{sections}{recalibration(model, [v.manifest for v in views if v.manifest is not None])}</article>"
     )
 
 

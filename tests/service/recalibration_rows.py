@@ -13,11 +13,21 @@ from service.monitor.stores.store import ServedRows
 
 
 def served_rows(
-    n: int, k: int = 10, sharpen: float = 3.0, labelled: float = 1.0, seed: int = 0, priors: np.ndarray | None = None
+    n: int,
+    k: int = 10,
+    sharpen: float = 3.0,
+    labelled: float = 1.0,
+    seed: int = 0,
+    priors: np.ndarray | None = None,
+    label_shift: np.ndarray | None = None,
 ) -> ServedRows:
     """n served predictions ``sharpen`` times sharper than the calibrated posteriors the labels
-    follow (sharpen 1: calibrated); a fraction ``labelled`` carries its label, the rest -1."""
+    follow (sharpen 1: calibrated); a fraction ``labelled`` carries its label, the rest -1.
+    ``priors``: the served posteriors already include these class priors; ``label_shift``: see
+    ``_label_shifted``."""
     rng = np.random.default_rng(seed)
+    if label_shift is not None:
+        return _label_shifted(n, k, labelled, rng, label_shift)
     logits = rng.normal(0, 1.5, (n, k))
     if priors is not None:
         logits += np.log(priors)
@@ -27,6 +37,16 @@ def served_rows(
     ids = [f"{seed:04x}-{i:08x}" for i in range(n)]
     log_probs = np.maximum(log_softmax(sharpen * calibrated), LOG_FLOOR)  # as the store floors them
     return ServedRows(ids, np.linspace(0, 1, n), log_probs, labels.astype(np.int64))
+
+
+def _label_shifted(n: int, k: int, labelled: float, rng: np.random.Generator, priors: np.ndarray) -> ServedRows:
+    """A label shift: y ~ priors, x | y ~ N(2 e_y, I), served the exact posteriors under uniform
+    priors, softmax(2 x) (calibrated for the training mix, not for this one)."""
+    labels = rng.choice(k, size=n, p=priors)
+    x = rng.standard_normal((n, k)) + 2.0 * np.eye(k)[labels]
+    labels[rng.random(n) >= labelled] = -1
+    log_probs = np.maximum(log_softmax(2.0 * x), LOG_FLOOR)
+    return ServedRows([f"shift-{i:08x}" for i in range(n)], np.linspace(0, 1, n), log_probs, labels.astype(np.int64))
 
 
 @dataclass

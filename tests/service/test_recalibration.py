@@ -203,3 +203,16 @@ def test_a_parity_failure_is_a_500_naming_it_and_counted_as_failed(
         registry.get_sample_value("candor_recalibrations_total", {"model": MODEL, "method": "ts", "outcome": "failed"})
         == 1.0
     )
+
+
+def test_prior_shift_with_labels_under_a_label_shift_is_promoted(settings: Settings) -> None:
+    """Labels follow shifted class priors the served posteriors do not know: the EM finds them and
+    the correction is better on the held-out half."""
+    shift = np.array([0.3, 0.25, 0.15, 0.1, 0.06, 0.05, 0.04, 0.03, 0.01, 0.01])
+    rows = served_rows(6000, sharpen=1.0, label_shift=shift, seed=11)
+    manager = manager_of(settings)
+    verdict = run(Recalibrator(settings, CollectorRegistry()), manager, FakeSource(rows), "prior-shift", "auto")
+    assert verdict.outcome == "promoted", verdict.reason
+    estimated = np.asarray(verdict.parameters["priors"])
+    assert estimated[:2].sum() > 0.4 and estimated[-2:].sum() < 0.08  # the shift's direction, recovered
+    assert manager.repository.get(MODEL).manifest.version == "2"

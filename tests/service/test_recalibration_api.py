@@ -122,6 +122,8 @@ def test_promotion_under_traffic_answers_every_request(client: TestClient) -> No
     assert response.status_code == 200 and response.json()["outcome"] == "promoted", response.text
     assert statuses and set(statuses) == {200}
     assert set(versions) <= {"1", "2"} and served_version(client) == "2"
+    history = client.get(f"/ui/models/{MODEL}").text.split('<section class="recalibration"', 1)[1]
+    assert "<tr><td>2</td><td>1</td><td>ts</td>" in history  # the promoted version's lineage
 
 
 @pytest.fixture

@@ -125,10 +125,10 @@ def test_strict_csp_admits_exactly_the_inline_stylesheet(client: TestClient) -> 
     assert 'name="viewport"' in response.text
 
 
-def test_recalibration_has_a_place_and_claims_nothing(client: TestClient) -> None:
+def test_recalibration_history_lists_nothing_for_an_exported_version(client: TestClient) -> None:
     page = client.get("/ui/models/digits-cnn").text
     section = page.split('<section class="recalibration"', 1)[1].split("</section>", 1)[0]
-    assert "not part of this Candor yet" in section and "<table" not in section
+    assert "No loaded version of this model was written by a recalibration" in section and "<table" not in section
 
 
 def test_token_prompt_then_cookie_when_inference_needs_the_token(models: Path, tmp_path: Path) -> None:

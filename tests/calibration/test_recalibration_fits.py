@@ -12,12 +12,14 @@ from calibration.manifest import CalibrationMap
 from calibration.maps import log_softmax
 from calibration.recalibration import (
     LOG_FLOOR,
+    Comparison,
     apply_recalibration,
     choose_best,
     compare,
     fit_on_log_probs,
     heldout_mask,
 )
+from calibration.significance import PairedDifference
 
 
 def overconfident(n: int, k: int = 5, sharpen: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -98,3 +100,16 @@ def test_comparison_of_a_version_with_itself_is_not_better() -> None:
     p = np.exp(z)
     result = compare(p, p, y, resamples=100)
     assert result.nll.mean == 0 and not result.better()
+
+
+def test_the_rule_needs_a_significant_nll_drop_and_no_significant_ece_rise() -> None:
+    def with_intervals(nll: tuple[float, float], ece: tuple[float, float]) -> Comparison:
+        def diff(interval: tuple[float, float]) -> PairedDifference:
+            return PairedDifference(sum(interval) / 2, interval[0], interval[1], 0.5, 100)
+
+        return Comparison(100, diff(nll), diff(ece), 1.0, 0.9, 0.1, 0.1)
+
+    assert with_intervals((-0.2, -0.1), (-0.05, -0.01)).better()
+    assert with_intervals((-0.2, -0.1), (-0.01, 0.02)).better()  # ECE unchanged within noise
+    assert not with_intervals((-0.2, -0.1), (0.01, 0.03)).better()  # ECE significantly worse
+    assert not with_intervals((-0.2, 0.01), (-0.05, -0.01)).better()  # NLL not significantly better
