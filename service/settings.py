@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=BUNDLED_MODELS_DIR, description="root of <name>/<version>/ artifacts")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="server processes on the port (SO_REUSEPORT), each with its own engines, one "
+        "monitor summed across them (service/supervisor.py); 1: one process, no supervisor",
+    )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when it actually loads, else CPU"
     )
