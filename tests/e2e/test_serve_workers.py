@@ -29,7 +29,7 @@ from training.data import load_digits
 
 pytestmark = pytest.mark.e2e
 
-BIN_LINE = re.compile(r'^candor_calibration_bin_(labeled|confidence|correct)_total\{(.*)\} (\S+)$', re.M)
+BIN_LINE = re.compile(r"^candor_calibration_bin_(labeled|confidence|correct)_total\{(.*)\} (\S+)$", re.M)
 
 
 @dataclass

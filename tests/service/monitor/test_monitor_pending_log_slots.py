@@ -38,7 +38,9 @@ STEP = st.tuples(st.integers(0, 2), st.sampled_from(["put", "flush", "fetch", "l
 
 @settings(max_examples=40, deadline=None)
 @given(steps=st.lists(STEP, max_size=40), flush_rows=st.integers(1, 8))
-def test_every_slot_sees_every_returned_put_and_stores_it_once(steps: list[tuple[int, str, int]], flush_rows: int) -> None:
+def test_every_slot_sees_every_returned_put_and_stores_it_once(
+    steps: list[tuple[int, str, int]], flush_rows: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "p.db"
         stores = slots(db, 3, flush_rows)
