@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         description="SQLite store: a served prediction is appended to a log beside the "
         "file (one write) and moved into it in bulk, instead of one SQLite "
         "transaction per model call. false: one SQLite transaction per model call. "
-        "Either way one candor process per store file (a second one exits 2)",
+        "Either way one candor process (or one --workers supervisor) per store file (a second one exits 2)",
     )
     retention_seconds: float = Field(
         default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired"

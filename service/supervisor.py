@@ -140,8 +140,8 @@ class Supervisor:
         the stop, 1 if one did not or a slot kept dying at start."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
-        for slot in self.slots:
-            self.start(slot)
+        for each in self.slots:
+            self.start(each)
         failed: str | None = None
         while any(s.proc is not None for s in self.slots):
             try:
@@ -152,9 +152,9 @@ class Supervisor:
             if slot is None or slot.proc is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            slot.proc.returncode = code
+            slot.proc.returncode = code  # reaped here: Popen must not wait for it again
             slot.proc = None
-            mark_process_dead(pid, str(self.metrics_dir))
+            mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
             if self.stopping:
                 slot.exit_codes.append(code)
                 continue

@@ -36,13 +36,13 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry, multiprocess_dir: Path | None = None) -> None:
         """Metrics on ``registry``; with ``multiprocess_dir`` (a worker slot), they count into that
         directory and ``registry`` exposes the sum over every worker's files (module docstring)."""
-        own = registry
+        own: CollectorRegistry | None = registry
         if multiprocess_dir is not None:
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(multiprocess_dir):
                 raise ServiceError(
                     f"PROMETHEUS_MULTIPROC_DIR must be {multiprocess_dir} before prometheus_client loads"
                 )
-            MultiProcessCollector(registry, path=str(multiprocess_dir))
+            MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
             own = None  # this process's values are read back from its files
         self.requests = Counter(
             "candor_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=own

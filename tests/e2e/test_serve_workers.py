@@ -68,7 +68,7 @@ def serve_workers(models_dir: Path, state: Path, n: int = 2) -> Iterator[Fleet]:
             print(log.read())
 
 
-def wait_for_workers(fleet: Fleet, n: int, old: set[int] = frozenset(), timeout: float = 60.0) -> list[int]:  # type: ignore[assignment]
+def wait_for_workers(fleet: Fleet, n: int, old: frozenset[int] = frozenset(), timeout: float = 60.0) -> list[int]:
     """Wait until the supervisor has n workers, none of them in ``old``, each answering."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -181,7 +181,7 @@ def test_kill_9_of_a_worker_loses_nothing_answered_and_it_is_restarted(digits_ar
         old = fleet.workers()
         os.kill(old[0], signal.SIGKILL)
         time.sleep(0.5)
-        restarted = wait_for_workers(fleet, 2, {old[0]})
+        restarted = wait_for_workers(fleet, 2, frozenset({old[0]}))
         time.sleep(0.5)
         stop_traffic.set()
         thread.join()
