@@ -138,8 +138,14 @@ class Supervisor:
     def run(self) -> int:
         """Start every slot, restart dead ones until stopped; 0 when every worker exited 0 after
         the stop, 1 if one did not or a slot kept dying at start."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.stop)
+        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._supervise()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _supervise(self) -> int:
         for each in self.slots:
             self.start(each)
         failed: str | None = None

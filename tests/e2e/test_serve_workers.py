@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from child_process import stop
 from e2e_processes import REPO_ROOT, free_port, serve_command, wait_ready
@@ -45,9 +46,11 @@ class Fleet:
 
 
 @contextmanager
-def serve_workers(models_dir: Path, state: Path, n: int = 2) -> Iterator[Fleet]:
+def serve_workers(
+    models_dir: Path, state: Path, n: int = 2, env_extra: dict[str, str] | None = None
+) -> Iterator[Fleet]:
     port = free_port()
-    env = {**os.environ, "CANDOR_STATE_DIR": str(state), "CANDOR_MAX_BATCH_SIZE": "64"}
+    env = {**os.environ, "CANDOR_STATE_DIR": str(state), "CANDOR_MAX_BATCH_SIZE": "64", **(env_extra or {})}
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
             [*serve_command(port, models_dir), "--workers", str(n)],
@@ -130,10 +133,19 @@ def counter(url: str, name: str, labels: str) -> float:
     return 0.0 if match is None else float(match.group(1))
 
 
+def listening_ports(pid: int) -> set[int]:
+    return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+
+
 def test_two_workers_share_one_store_and_one_monitor(digits_artifact, tmp_path: Path) -> None:
     digits = load_digits()
     images, truth = digits.test_x[:200, 0], digits.test_y[:200]
-    with serve_workers(digits_artifact.models_dir, tmp_path / "state") as fleet:
+    grpc_port = free_port()
+    env = {"CANDOR_GRPC_PORT": str(grpc_port)}
+    with serve_workers(digits_artifact.models_dir, tmp_path / "state", env_extra=env) as fleet:
+        http_port = int(fleet.url.rpartition(":")[2])
+        for pid in fleet.workers():  # both workers serve both ports (SO_REUSEPORT)
+            assert {http_port, grpc_port} <= listening_ports(pid)
         probs, ids = predict(fleet.url, images)
         db = fleet.state / "predictions.db"
         served = [{line.split(b'"')[1] for line in Path(f"{db}.pending.{s}").read_bytes().splitlines()} for s in (0, 1)]
