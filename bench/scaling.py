@@ -8,7 +8,8 @@ Per round, for each server in turn (the order alternates between rounds):
   Goal: N workers cost no more CPU per answer than one (ratio <= ~1).
 - **Throughput**: wrk, 32 keep-alive connections, req/s; and N x one-worker: rate(N) / (N x
   rate(1)), meaningful only where the host has cores for N servers plus the load generator.
-- **Latency**: wrk, 1 connection, median ms (tens of ms would mean TCP_NODELAY was lost).
+- **Latency**: wrk, 1 connection, median ms (tens of ms would mean TCP_NODELAY was lost), and the
+  CPU per answer of that run (requests one at a time: no batching or contention differences).
 
 Ratios are computed within each round (neighbours in time); the medians over rounds are printed.
 The host (cores, model) is printed with the figures.
@@ -43,6 +44,7 @@ class Round:
     open_loop_rate: float
     rate_c32: float
     p50_c1_ms: float
+    cpu_us_per_answer_c1: float
 
 
 def server_cpu_s(pid: int) -> float:
@@ -83,8 +85,10 @@ def measure(port: int, pid: int, path: str, body: bytes, rate: float, seconds: f
     load = asyncio.run(open_loop(port, request, rate, seconds, 32))
     cpu = server_cpu_s(pid) - before
     c32 = wrk_closed_loop(port, path, body, 32, seconds)
+    before = server_cpu_s(pid)
     c1 = wrk_closed_loop(port, path, body, 1, seconds)
-    return Round(1e6 * cpu / max(load.completed, 1), load.rate, c32.rate, c1.median_ms())
+    cpu_c1 = server_cpu_s(pid) - before
+    return Round(1e6 * cpu / max(load.completed, 1), load.rate, c32.rate, c1.median_ms(), 1e6 * cpu_c1 / c1.completed)
 
 
 def host_line() -> str:
@@ -104,7 +108,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="N, compared with 1")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="per run")
-    parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s for CPU per answer")
+    parser.add_argument("--rate", type=float, default=300.0, help="open-loop requests/s for CPU per answer")
+    parser.add_argument("--threads", type=int, default=None, help="CANDOR_INTRA_OP_THREADS (default: the setting's)")
     args = parser.parse_args()
     if not wrk_available():
         sys.exit("bench.scaling needs wrk: bash scripts/bench-deps.sh")
@@ -116,7 +121,10 @@ def main() -> None:
         servers = {}
         for name in names:
             port = free_port()
-            proc = stack.enter_context(candor_serve(models, port, {"CANDOR_WORKERS": name}))
+            env = {"CANDOR_WORKERS": name}
+            if args.threads is not None:
+                env["CANDOR_INTRA_OP_THREADS"] = str(args.threads)
+            proc = stack.enter_context(candor_serve(models, port, env))
             servers[name] = (port, proc.pid)
             wait_workers_listening(proc.pid, port, int(name))
         for port, _ in servers.values():
@@ -127,14 +135,15 @@ def main() -> None:
                 runs[name].append(measure(port, pid, path, body, args.rate, args.seconds))
     one, many = runs[names[0]], runs[names[1]]
     n = args.workers
-    print(host_line())
+    print(host_line() + f"; CANDOR_INTRA_OP_THREADS {args.threads if args.threads is not None else 'default'}")
     for r, (a, b) in enumerate(zip(one, many, strict=True), start=1):
         print(
             f"round {r}: CPU/answer at {args.rate:g}/s: 1 worker {a.cpu_us_per_answer:.0f} us, {n} workers "
             f"{b.cpu_us_per_answer:.0f} us, ratio {b.cpu_us_per_answer / a.cpu_us_per_answer:.3f} "
             f"(answered {a.open_loop_rate:.0f}/s, {b.open_loop_rate:.0f}/s); c=32 req/s {a.rate_c32:.0f} vs "
             f"{b.rate_c32:.0f}, ratio {b.rate_c32 / a.rate_c32:.3f}, vs {n} x one {b.rate_c32 / (n * a.rate_c32):.3f}; "
-            f"c=1 p50 {a.p50_c1_ms:.3f} ms vs {b.p50_c1_ms:.3f} ms"
+            f"c=1 p50 {a.p50_c1_ms:.3f} ms vs {b.p50_c1_ms:.3f} ms, CPU/answer {a.cpu_us_per_answer_c1:.0f} us vs "
+            f"{b.cpu_us_per_answer_c1:.0f} us, ratio {b.cpu_us_per_answer_c1 / a.cpu_us_per_answer_c1:.3f}"
         )
 
     def med(values: list[float]) -> float:
@@ -145,7 +154,9 @@ def main() -> None:
         f"{med([b.cpu_us_per_answer / a.cpu_us_per_answer for a, b in zip(one, many, strict=True)]):.3f}; "
         f"c=32 req/s ratio {med([b.rate_c32 / a.rate_c32 for a, b in zip(one, many, strict=True)]):.3f} "
         f"(vs {n} x one worker {med([b.rate_c32 / (n * a.rate_c32) for a, b in zip(one, many, strict=True)]):.3f}); "
-        f"c=1 p50 {med([a.p50_c1_ms for a in one]):.3f} ms (1) vs {med([b.p50_c1_ms for b in many]):.3f} ms ({n})"
+        f"c=1 p50 {med([a.p50_c1_ms for a in one]):.3f} ms (1) vs {med([b.p50_c1_ms for b in many]):.3f} ms ({n}), "
+        f"c=1 CPU/answer ratio "
+        f"{med([b.cpu_us_per_answer_c1 / a.cpu_us_per_answer_c1 for a, b in zip(one, many, strict=True)]):.3f}"
     )
 
 
