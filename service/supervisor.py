@@ -7,7 +7,8 @@ The supervisor serves nothing itself. It
 - reserves the HTTP (and gRPC) port: a socket bound with SO_REUSEPORT, never listening, so port 0
   resolves once and a port taken by another program is one error line before any worker starts;
 - makes a run directory (``<state_dir>/run-*``; service.worker_slot) for the monitor's slot
-  states and prometheus_client's multiprocess files, removed at exit;
+  states and prometheus_client's multiprocess files, removed at exit (and, with an SQLite store
+  it owns, those a killed supervisor left, at start);
 - starts worker slot 0 .. N-1, each ``candor serve --worker-slot s`` with the same settings: it
   binds the port itself with SO_REUSEPORT (the kernel spreads connections over the workers),
   keeps uvicorn's protocol and event loop of a single process (TCP_NODELAY set on every
@@ -200,6 +201,9 @@ def supervise(settings: Settings, worker_argv: Callable[[int, Path], list[str]],
         if settings.grpc_port is not None:
             reserved.append(reuseport_socket(settings.host, settings.grpc_port))
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        if lock is not None:  # the store is ours: run directories left by a killed supervisor are stale
+            for stale in settings.state_dir.glob("run-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=settings.state_dir))
         (run_dir / METRICS_SUBDIR).mkdir()
         env = {
