@@ -23,7 +23,8 @@ other slots' logs (complete lines only), stores the records of the missing ids (
 a record stored twice, by its slot's flush and by a sibling, is stored once) and reads again. A
 sibling's flush commits before it truncates its log, and this read reads the log before it reads
 the store again: a record is in the log when read or committed before, so it is found either way.
-A killed slot's log is replayed by the worker restarted into that slot.
+A killed slot's log is replayed by the worker restarted into that slot. ``len`` and ``evicted``
+count the shared file and this slot's log only (a sibling's records count once it flushes).
 """
 
 from __future__ import annotations
