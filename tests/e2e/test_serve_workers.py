@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import tritonclient.grpc as triton
 from child_process import stop
 from e2e_processes import REPO_ROOT, free_port, serve_command, wait_ready
 
@@ -161,6 +162,16 @@ def test_two_workers_share_one_store_and_one_monitor(digits_artifact, tmp_path: 
         route = 'method="POST",route="/v1/models/{model_name}:predict",status="200"'
         assert {counter(fleet.url, "candor_http_requests_total", route) for _ in range(6)} == {20.0}
         assert {counter(fleet.url, "candor_feedback_labels_total", 'outcome="accepted"') for _ in range(6)} == {200.0}
+        grpc_ids = []
+        for start in range(0, 40, 5):  # a fresh gRPC connection each time: either worker answers
+            client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            x = images[start : start + 5, None].astype(np.float32)
+            tensor = triton.InferInput("images", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+            result = client.infer("digits-cnn", [tensor], outputs=[triton.InferRequestedOutput("prediction_id")])
+            grpc_ids += [v.decode() for v in result.as_numpy("prediction_id")]
+            client.close()
+        assert send_labels(fleet.url, grpc_ids, truth[:40])["accepted"] == 40
 
 
 def test_kill_9_of_a_worker_loses_nothing_answered_and_it_is_restarted(digits_artifact, tmp_path: Path) -> None:
