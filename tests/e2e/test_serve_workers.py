@@ -73,11 +73,17 @@ def serve_workers(
 
 
 def wait_for_workers(fleet: Fleet, n: int, old: frozenset[int] = frozenset(), timeout: float = 60.0) -> list[int]:
-    """Wait until the supervisor has n workers, none of them in ``old``, each answering."""
+    """Wait until the supervisor has n workers, none of them in ``old``, each listening on the
+    port (a worker still loading would leave every connection to the others) and answering."""
+    port = int(fleet.url.rpartition(":")[2])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids = fleet.workers()
-        if len(pids) == n and not set(pids) & old and all_ready(fleet.url):
+        try:
+            listening = all(port in listening_ports(pid) for pid in pids)
+        except psutil.NoSuchProcess:
+            listening = False
+        if len(pids) == n and not set(pids) & old and listening and all_ready(fleet.url):
             return pids
         time.sleep(0.2)
     raise TimeoutError(f"{n} workers not running after {timeout} s")
@@ -89,6 +95,10 @@ def all_ready(url: str, tries: int = 12) -> bool:
         return all(httpx.get(f"{url}/v2/health/ready", timeout=2).json().get("ready") for _ in range(tries))
     except httpx.HTTPError:
         return False
+
+
+def listening_ports(pid: int) -> set[int]:
+    return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
 
 
 def predict(url: str, images: np.ndarray, per_request: int = 10) -> tuple[list[list[float]], list[str]]:
@@ -132,10 +142,6 @@ def counter(url: str, name: str, labels: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
     return 0.0 if match is None else float(match.group(1))
-
-
-def listening_ports(pid: int) -> set[int]:
-    return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
 
 
 def test_two_workers_share_one_store_and_one_monitor(digits_artifact, tmp_path: Path) -> None:
