@@ -31,6 +31,7 @@ from service.monitor.wiring import open_monitoring
 from service.recalibration.runner import Recalibrator
 from service.settings import Settings
 from service.ui.cache import PageCache
+from service.worker_slot import WorkerSlot
 
 # Metrics are ours (Prometheus, /metrics). FastAPI's OpenTelemetry bridge, when left on, looks up
 # the global providers on every request (30 us here) to find that none is configured.
@@ -51,13 +52,15 @@ class CandorApp(FastAPI):
             await direct.serve(self, route, scope, receive, send)
 
 
-def create_app(settings: Settings, repository: Repository | None = None) -> FastAPI:
+def create_app(settings: Settings, repository: Repository | None = None, worker: WorkerSlot | None = None) -> FastAPI:
     """Build the app. Without ``repository``, every artifact under settings.models_dir is loaded
-    (and verified) at start-up; a bad artifact stops start-up with an error naming file and field."""
+    (and verified) at start-up; a bad artifact stops start-up with an error naming file and field.
+    ``worker``: this app is one slot of ``candor serve --workers N`` (service.supervisor): its
+    monitor and request metrics are summed over every slot."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_monitoring(settings, registry) as monitoring:
+        async with open_monitoring(settings, registry, worker) as monitoring:
             app.state.repository = recorded_repository(settings, repository, monitoring.recorder)
             monitoring.register(app.state.repository)
             app.state.monitoring = monitoring
@@ -66,7 +69,7 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
             try:
                 async with (
                     watching(app.state.model_manager, settings),
-                    serving_grpc(settings, app.state.repository, app.version),
+                    serving_grpc(settings, app.state.repository, app.version, reuseport=worker is not None),
                 ):
                     yield
                 await app.state.repository.drain()  # queued requests finish before the monitor flushes
@@ -82,7 +85,7 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     )
     app.state.settings = settings
     app.state.registry = registry = CollectorRegistry()
-    http_metrics = HttpMetrics(registry)
+    http_metrics = HttpMetrics(registry, None if worker is None else worker.metrics_dir)
     app.add_middleware(HttpMetricsMiddleware, metrics=http_metrics)
     install_error_handlers(app)
     app.include_router(v2.router)

@@ -8,11 +8,15 @@ import copy
 import logging.config
 import math
 import signal
+import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from service.inference.repository import Repository
     from service.settings import Settings
+    from service.worker_slot import WorkerSlot
 
 
 def add_service_commands(commands: Any) -> None:
@@ -23,6 +27,11 @@ def add_service_commands(commands: Any) -> None:
     serve.add_argument("--host", help="bind address (CANDOR_HOST; default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (CANDOR_PORT; default 8000)")
     serve.add_argument("--models-dir", type=Path, help="artifact root (CANDOR_MODELS_DIR; default: bundled)")
+    serve.add_argument(
+        "--workers", type=int, help="server processes on the port, one monitor across them (CANDOR_WORKERS; default 1)"
+    )
+    serve.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)  # set by the supervisor only
+    serve.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     serve.set_defaults(handler=run_serve)
 
     schema = commands.add_parser("schema", help="write the manifest JSON Schema")
@@ -37,35 +46,78 @@ def add_service_commands(commands: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Load settings (CLI flags override CANDOR_* variables), verify artifacts, serve."""
-    import uvicorn
-
-    from service.api.http_protocol import DrainingHttpToolsProtocol
-    from service.app import create_app
+    """Load settings (CLI flags override CANDOR_* variables), verify artifacts, serve: one
+    process, or with ``workers`` > 1 a supervisor of that many (service.supervisor)."""
     from service.errors import ServiceError
     from service.inference.repository import load_from_settings
 
-    overrides = {
-        k: v for k, v in {"host": args.host, "port": args.port, "models_dir": args.models_dir}.items() if v is not None
-    }
-    settings = load_settings(overrides)
+    flags = {"host": args.host, "port": args.port, "models_dir": args.models_dir, "workers": args.workers}
+    settings = load_settings({k: v for k, v in flags.items() if v is not None})
     log_config = serve_log_config(settings.log_level)
     logging.config.dictConfig(log_config)  # before the store opens: its replay is logged
+    if args.worker_slot is not None:
+        return run_worker(settings, args.worker_slot, args.run_dir, log_config)
     if not settings.models_dir.is_dir():
         raise ServiceError(
             f"models directory {settings.models_dir} does not exist: pass --models-dir "
             "(or CANDOR_MODELS_DIR) pointing at <name>/<version>/ artifacts"
         )
+    if settings.workers > 1:
+        from service.supervisor import supervise
+
+        return supervise(settings, worker_argv, lambda: report_repository(settings, load_from_settings(settings)))
     check_store_opens(settings)
     repository = load_from_settings(settings)
+    report_repository(settings, repository)
+    serve_uvicorn(create_app_for(settings, repository, None), settings, log_config)
+    return 0
+
+
+def report_repository(settings: Settings, repository: Repository) -> None:
+    """One line per served version, or a warning when there is none."""
     if len(repository) == 0:
         print(f"candor: warning: no artifacts under {settings.models_dir}; /v2/health/ready is false")
     for name, versions in repository.models.items():
         for version, engine in versions.items():
             print(f"candor: serving {name} v{version} ({engine.manifest.calibration.kind}, {engine.provider})")
-    app = create_app(settings, repository)
-    exit_zero_after_drain()
-    uvicorn.run(
+
+
+def create_app_for(settings: Settings, repository: Repository, worker: WorkerSlot | None) -> Any:
+    from service.app import create_app
+
+    return create_app(settings, repository, worker)
+
+
+def worker_argv(slot: int, run_dir: Path) -> list[str]:
+    """The command line of worker ``slot`` (its settings come from the supervisor's environment)."""
+    return [sys.executable, "-m", "candor.cli", "serve", "--worker-slot", str(slot), "--run-dir", str(run_dir)]
+
+
+def run_worker(settings: Settings, slot: int, run_dir: Path | None, log_config: dict[str, Any]) -> int:
+    """One worker slot of ``candor serve --workers N``: its own engines, the port bound with
+    SO_REUSEPORT (service.supervisor), the run's shared monitor and metrics."""
+    from service.errors import ServiceError
+    from service.inference.repository import load_from_settings
+    from service.supervisor import reuseport_socket
+    from service.worker_slot import WorkerSlot
+
+    if run_dir is None or not 0 <= slot < settings.workers:
+        raise ServiceError(f"--worker-slot {slot} needs --run-dir and CANDOR_WORKERS > {slot} (set by the supervisor)")
+    worker = WorkerSlot(slot, settings.workers, run_dir)
+    repository = load_from_settings(settings)
+    sock = reuseport_socket(settings.host, settings.port)
+    serve_uvicorn(create_app_for(settings, repository, worker), settings, log_config, sock)
+    return 0
+
+
+def serve_uvicorn(app: Any, settings: Settings, log_config: dict[str, Any], sock: socket.socket | None = None) -> None:
+    """uvicorn (httptools with the drain, settings.event_loop) on host:port, or on ``sock``;
+    returns after the drain (exit 0 on SIGTERM / SIGINT)."""
+    import uvicorn
+
+    from service.api.http_protocol import DrainingHttpToolsProtocol
+
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -76,7 +128,8 @@ def run_serve(args: argparse.Namespace) -> int:
         access_log=settings.access_log,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
-    return 0
+    exit_zero_after_drain()
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
 
 
 SERVICE_LOGGERS = ("candor", "service")  # candor.models (reloads), service.monitor.* (replays)

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=BUNDLED_MODELS_DIR, description="root of <name>/<version>/ artifacts")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="server processes on the port (SO_REUSEPORT), each with its own engines, one "
+        "monitor summed across them (service/supervisor.py); 1: one process, no supervisor",
+    )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when it actually loads, else CPU"
     )
@@ -101,7 +107,7 @@ class Settings(BaseSettings):
         description="SQLite store: a served prediction is appended to a log beside the "
         "file (one write) and moved into it in bulk, instead of one SQLite "
         "transaction per model call. false: one SQLite transaction per model call. "
-        "Either way one candor process per store file (a second one exits 2)",
+        "Either way one candor process (or one --workers supervisor) per store file (a second one exits 2)",
     )
     retention_seconds: float = Field(
         default=7 * 86_400.0, gt=0, description="labels for older predictions count as expired"

@@ -18,13 +18,15 @@ from service.settings import Settings
 log = logging.getLogger("service.grpc")
 
 
-def build_server(settings: Settings, repository: Repository, version: str) -> grpc.aio.Server:
+def build_server(settings: Settings, repository: Repository, version: str, reuseport: bool = False) -> grpc.aio.Server:
     """A grpc.aio server with the servicer on settings.host:settings.grpc_port; messages up to
-    ``max_body_bytes`` (larger ones: RESOURCE_EXHAUSTED, from gRPC itself)."""
+    ``max_body_bytes`` (larger ones: RESOURCE_EXHAUSTED, from gRPC itself). ``reuseport``: the
+    port is shared with the other workers of ``candor serve --workers N`` (SO_REUSEPORT); else a
+    port in use is an error."""
     stubs = load()
     limit = settings.max_body_bytes
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
+        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", int(reuseport))],
     )
     servicer = InferenceServicer(stubs.pb2, repository, settings, version)
     stubs.pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
@@ -37,13 +39,15 @@ def build_server(settings: Settings, repository: Repository, version: str) -> gr
 
 
 @asynccontextmanager
-async def serving_grpc(settings: Settings, repository: Repository, version: str) -> AsyncIterator[None]:
+async def serving_grpc(
+    settings: Settings, repository: Repository, version: str, reuseport: bool = False
+) -> AsyncIterator[None]:
     """Serve gRPC while the block runs (nothing when ``grpc_port`` is unset); on exit, stop taking
     calls and let those in flight finish within ``shutdown_timeout_s``."""
     if settings.grpc_port is None:
         yield
         return
-    server = build_server(settings, repository, version)
+    server = build_server(settings, repository, version, reuseport)
     await server.start()
     log.info("gRPC inference.GRPCInferenceService on %s:%d", settings.host, settings.grpc_port)
     try:

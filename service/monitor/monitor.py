@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -14,7 +15,8 @@ from calibration.binning import DEFAULT_BINS
 from calibration.manifest import ReferenceFigures
 from service.errors import BadRequest
 from service.monitor.drift import PSI_SHIFT, DriftConfig, DriftResult, drift_test, ece_interval, psi
-from service.monitor.errors import MonitorInputError, UnknownModelError
+from service.monitor.errors import MonitorInputError, StoreError, UnknownModelError
+from service.monitor.fleet import SlotStates, StateDict
 from service.monitor.labels import Label, label_pairs
 from service.monitor.schemas import (
     CalibrationStatus,
@@ -26,13 +28,16 @@ from service.monitor.schemas import (
     ReferenceSummary,
     reliability_bins,
 )
-from service.monitor.state import ModelSnapshot, ModelState, reference_statistics
+from service.monitor.state import ModelSnapshot, ModelState, merge_snapshots, reference_statistics
 from service.monitor.stores.scores import DEFAULT_TOP_K, encode_scores
 from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, Resolution, ServedRows
 from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, Clock
 
 ModelKey = tuple[str, str]
 WindowTests = tuple[DriftResult, tuple[float, float] | None]
+PUBLISH_EVERY_S = 1.0  # a worker slot publishes its label-free counts at most this often (fleet.py)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,12 @@ class MonitorConfig:
 
 
 class Monitor:
-    """Joins labels to predictions and keeps per-(model, version) calibration windows."""
+    """Joins labels to predictions and keeps per-(model, version) calibration windows.
+
+    With ``fleet`` (a worker slot of ``candor serve --workers N``), the monitor starts from its
+    slot's last published state, publishes its own (service.monitor.fleet says when), and every
+    read (``models``, ``snapshot``, ``status``, ``feedback_counts``) is the sum over all slots.
+    """
 
     def __init__(
         self,
@@ -56,15 +66,23 @@ class Monitor:
         references: Mapping[ModelKey, ReferenceFigures] | None = None,
         config: MonitorConfig | None = None,
         clock: Clock = time.time,
+        fleet: SlotStates | None = None,
     ) -> None:
         self.store = store
         self.config = config or MonitorConfig()
+        self.fleet = fleet
         self._clock = clock
         self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._published_at = time.monotonic()
         self._states: dict[ModelKey, ModelState] = {}
         self._classes: dict[ModelKey, dict[str, int]] = {}
         self._feedback = dict.fromkeys(Outcome, 0)
         self._drift_cache: dict[ModelKey, tuple[bytes, WindowTests]] = {}
+        if fleet is not None:
+            own = fleet.own()
+            if own is not None:
+                self._restore(own)
         for (model, version), reference in (references or {}).items():
             self.add_model(model, version, reference)
 
@@ -74,7 +92,9 @@ class Monitor:
         """Start monitoring a (model, version), e.g. one loaded later (keeps existing state); with
         ``classes`` (its class names in order), feedback may name them (``resolve_feedback``)."""
         with self._lock:
-            self._state(model, version, reference)
+            state = self._state(model, version, reference)
+            if state.reference is None and reference is not None:  # restored from a fleet state
+                state.reference = reference
             if classes:
                 self._classes[(model, version)] = {name: i for i, name in enumerate(classes)}
 
@@ -115,6 +135,11 @@ class Monitor:
             state = self._state(model, version)
             state.predicted.add_checked(conf, t)  # checked above
             state.predictions_total += conf.size
+        if self.fleet is not None and time.monotonic() - self._published_at >= PUBLISH_EVERY_S:
+            try:
+                self.publish()
+            except StoreError as exc:  # the predictions are stored; only the label-free counts wait
+                log.warning("%s", exc)
 
     def _scores(self, n: int, probs: ArrayLike | None) -> Sequence[bytes | None]:
         """The encoded score vector of each of n rows (None each without probs or with top_k 0)."""
@@ -151,6 +176,8 @@ class Monitor:
             for outcome in Outcome:
                 self._feedback[outcome] += sum(r.outcome is outcome for r in resolutions)
             self._apply_accepted(resolutions, t)
+        if self.fleet is not None:
+            self.publish()  # before the answer: a kill -9 loses no accepted label's contribution
         results, start = [], 0
         for batch in batches:
             results.append(_counts(resolutions[start : start + len(batch)]))
@@ -199,23 +226,47 @@ class Monitor:
             state.delays.observe(np.array([now - rec.created_at for rec, _ in pairs]))
 
     def models(self) -> list[ModelKey]:
-        """Every (model, version) monitored, sorted."""
+        """Every (model, version) monitored (by any worker slot), sorted."""
         with self._lock:
-            return sorted(self._states)
+            keys = set(self._states)
+        if self.fleet is not None:
+            for sibling in self.fleet.siblings():
+                keys.update((m, v) for m, v, _ in sibling["models"])
+        return sorted(keys)
 
     def snapshot(self, model: str, version: str, now: float | None = None) -> ModelSnapshot:
-        """A consistent copy of one model's state; UnknownModelError if never seen."""
+        """A consistent copy of one model's state (the sum over worker slots, each as last
+        published, this one's published now); UnknownModelError if never seen."""
         t = self._clock() if now is None else now
+        if self.fleet is None:
+            with self._lock:
+                state = self._states.get((model, version))
+                if state is None:
+                    raise UnknownModelError(model, version)
+                return state.snapshot(t)
+        c = self.config
+        snaps = [
+            ModelState.from_dict(m, v, data, c.n_bins, c.window_seconds, c.n_buckets, self._clock).snapshot(t)
+            for published in self._fleet_states()
+            for m, v, data in published["models"]
+            if (m, v) == (model, version)
+        ]
+        if not snaps:
+            raise UnknownModelError(model, version)
         with self._lock:
             state = self._states.get((model, version))
-            if state is None:
-                raise UnknownModelError(model, version)
-            return state.snapshot(t)
+        return replace(merge_snapshots(snaps[0], snaps[1:]), reference=None if state is None else state.reference)
 
     def feedback_counts(self) -> dict[Outcome, int]:
-        """Labels received since start, per outcome."""
-        with self._lock:
-            return dict(self._feedback)
+        """Labels received since start (by every worker slot), per outcome."""
+        if self.fleet is None:
+            with self._lock:
+                return dict(self._feedback)
+        counts = dict.fromkeys(Outcome, 0)
+        for published in self._fleet_states():
+            for outcome in Outcome:
+                counts[outcome] += int(published["feedback"].get(outcome.value, 0))
+        return counts
 
     def drift(self, snap: ModelSnapshot) -> DriftResult:
         """The window's drift verdict, cached while the window's sums do not change."""
@@ -269,6 +320,43 @@ class Monitor:
             label_free=_label_free(snap, cfg.min_labels),
             label_delay=_label_delay(snap),
         )
+
+    def publish(self) -> None:
+        """Write this slot's state to its fleet file (no-op without a fleet); StoreError on failure."""
+        if self.fleet is None:
+            return
+        with self._publish_lock:  # an older export never overwrites a newer one
+            self.fleet.publish(self.export_state())
+            self._published_at = time.monotonic()
+
+    def export_state(self) -> StateDict:
+        """Every model's sums and the feedback counts (service.monitor.fleet's state format)."""
+        with self._lock:
+            return {
+                "feedback": {o.value: n for o, n in self._feedback.items()},
+                "models": [[m, v, state.to_dict()] for (m, v), state in sorted(self._states.items())],
+            }
+
+    def _restore(self, data: StateDict) -> None:
+        """Start from a published state (this slot's, written before its worker was restarted)."""
+        c = self.config
+        with self._lock:
+            for outcome in Outcome:
+                self._feedback[outcome] = int(data["feedback"].get(outcome.value, 0))
+            for m, v, state in data["models"]:
+                restored = ModelState.from_dict(m, v, state, c.n_bins, c.window_seconds, c.n_buckets, self._clock)
+                self._states[(m, v)] = restored
+
+    def _fleet_states(self) -> list[StateDict]:
+        """Every worker slot's published state, this slot's published now: a reader sums files
+        only (its own live state may be ahead of its file), so counters read on any worker, one
+        read after another, never go backwards."""
+        assert self.fleet is not None
+        with self._publish_lock:
+            own = self.export_state()
+            self.fleet.publish(own)
+            self._published_at = time.monotonic()
+        return [own, *self.fleet.siblings()]
 
 
 def _counts(resolutions: Sequence[Resolution]) -> FeedbackResult:

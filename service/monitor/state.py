@@ -6,13 +6,16 @@ buckets)), so drift tests and exposition run outside the lock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from calibration.binning import BinStatistics
 from calibration.manifest import ReferenceFigures
+from service.monitor.errors import MonitorInputError
 from service.monitor.windows import CalibrationWindow, Clock, PredictionWindow
 
 # Seconds from prediction to label: 1 s .. 7 days (the default retention).
@@ -40,6 +43,22 @@ class DelayHistogram:
         out.counts, out.total = self.counts.copy(), self.total
         return out
 
+    def merge(self, other: DelayHistogram) -> None:
+        """Add another histogram with the same bounds."""
+        if not np.array_equal(other.bounds, self.bounds):
+            raise MonitorInputError("cannot merge label delay histograms with other bounds")
+        self.counts += other.counts
+        self.total += other.total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bounds": self.bounds.tolist(), "counts": self.counts.tolist(), "total": self.total}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DelayHistogram:
+        out = cls(tuple(float(b) for b in data["bounds"]))
+        out.counts, out.total = np.asarray(data["counts"], dtype=np.int64), float(data["total"])
+        return out
+
 
 def reference_statistics(reference: ReferenceFigures) -> BinStatistics:
     """The manifest's reliability bins as BinStatistics."""
@@ -65,6 +84,34 @@ class ModelSnapshot:
     histogram: NDArray[np.int64]
     delays: DelayHistogram
     reference: ReferenceFigures | None
+
+
+def merge_snapshots(own: ModelSnapshot, others: Sequence[ModelSnapshot]) -> ModelSnapshot:
+    """The sum of snapshots of one (model, version) taken at the same ``now`` in several
+    processes (service.monitor.fleet): every field is a sum, the reference is ``own``'s."""
+    window, since_start, delays = _copy(own.window), _copy(own.since_start), own.delays.copy()
+    histogram = own.histogram.copy()
+    for snap in others:
+        window.merge(snap.window)
+        since_start.merge(snap.since_start)
+        delays.merge(snap.delays)
+        histogram = histogram + snap.histogram
+    return replace(
+        own,
+        window=window,
+        since_start=since_start,
+        predictions_total=own.predictions_total + sum(s.predictions_total for s in others),
+        window_predictions=own.window_predictions + sum(s.window_predictions for s in others),
+        window_confidence_sum=own.window_confidence_sum + sum(s.window_confidence_sum for s in others),
+        histogram=histogram,
+        delays=delays,
+    )
+
+
+def _copy(stats: BinStatistics) -> BinStatistics:
+    out = BinStatistics(stats.n_bins)
+    out.merge(stats)
+    return out
 
 
 @dataclass
@@ -99,6 +146,44 @@ class ModelState:
             PredictionWindow(edges, window_seconds, n_buckets, clock),
             reference,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state's sums (service.monitor.fleet publishes them; ``load`` reads them back)."""
+        return {
+            "labelled": self.labelled.to_dict(),
+            "predicted": self.predicted.to_dict(),
+            "predictions_total": self.predictions_total,
+            "delays": self.delays.to_dict(),
+        }
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the sums by ``to_dict`` output of a state with the same bins, edges and buckets."""
+        self.labelled.load(data["labelled"])
+        self.predicted.load(data["predicted"])
+        self.predictions_total = int(data["predictions_total"])
+        self.delays = DelayHistogram.from_dict(data["delays"])
+
+    @classmethod
+    def from_dict(
+        cls,
+        model: str,
+        version: str,
+        data: Mapping[str, Any],
+        n_bins: int,
+        window_seconds: float,
+        n_buckets: int,
+        clock: Clock,
+    ) -> ModelState:
+        """A state holding ``to_dict`` output (its histogram edges are the data's), no reference."""
+        state = cls(
+            model,
+            version,
+            CalibrationWindow(n_bins, window_seconds, n_buckets, clock),
+            PredictionWindow(data["predicted"]["edges"], window_seconds, n_buckets, clock),
+            None,
+        )
+        state.load(data)
+        return state
 
     def snapshot(self, now: float) -> ModelSnapshot:
         """Copy what a status or a scrape needs."""

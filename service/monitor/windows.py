@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -56,6 +57,18 @@ class BucketRing:
         live = (self._ids > b_now - self.n_buckets) & (self._ids <= b_now)
         total: NDArray[np.float64] = self._sums[live].sum(axis=0)
         return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ring's buckets (sums and absolute bucket numbers), for ``from_dict``."""
+        return {"width": self.width, "sums": self._sums.tolist(), "ids": self._ids.tolist()}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the buckets by those of ``to_dict`` output of a ring of the same shape and width."""
+        sums = np.asarray(data["sums"], dtype=np.float64)
+        if sums.shape != self._sums.shape or not math.isclose(float(data["width"]), self.width):
+            raise MonitorInputError(f"ring state of shape {sums.shape} does not fit {self._sums.shape}")
+        self._sums = sums
+        self._ids = np.asarray(data["ids"], dtype=np.int64)
 
 
 def _stats_from(n_bins: int, sums: NDArray[np.float64]) -> BinStatistics:
@@ -111,6 +124,24 @@ class CalibrationWindow:
     def since_start(self) -> BinStatistics:
         """Per-bin sums of every label since the monitor started (a copy)."""
         return _copy(self._since_start)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The window's sums (service.monitor.fleet publishes them; ``load`` reads them back)."""
+        s = self._since_start
+        return {
+            "ring": self._ring.to_dict(),
+            "since_start": [s.counts.tolist(), s.confidence_sums.tolist(), s.correct_sums.tolist()],
+        }
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the sums by ``to_dict`` output of a window with the same bins and buckets."""
+        counts, conf, correct = data["since_start"]
+        if len(counts) != self.n_bins:
+            raise MonitorInputError(f"window state of {len(counts)} bins does not fit {self.n_bins}")
+        self._ring.load(data["ring"])
+        self._since_start.counts = np.asarray(counts, dtype=np.int64)
+        self._since_start.confidence_sums = np.asarray(conf, dtype=np.float64)
+        self._since_start.correct_sums = np.asarray(correct, dtype=np.float64)
 
 
 class PredictionWindow:
@@ -185,6 +216,19 @@ class PredictionWindow:
         """Sum of the predictions' confidences within the window."""
         self._fold()
         return float(self._ring.total(self._clock() if now is None else now)[1].sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Edges and sums, the queue folded in first (``load`` reads them back)."""
+        self._fold()
+        return {"edges": self.edges.tolist(), "ring": self._ring.to_dict(), "since_start": self._since_start.tolist()}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the sums by ``to_dict`` output of a window with the same edges and buckets."""
+        if not np.array_equal(np.asarray(data["edges"], dtype=np.float64), self.edges):
+            raise MonitorInputError("prediction window state has other histogram edges")
+        self._fold()
+        self._ring.load(data["ring"])
+        self._since_start = np.asarray(data["since_start"], dtype=np.float64).reshape(self._since_start.shape)
 
     def since_start_count(self) -> int:
         """Predictions counted since start."""

@@ -31,8 +31,9 @@ from service.monitor import (
 )
 from service.monitor.feedback import FeedbackRecorder
 from service.monitor.predictions import PredictionRecorder
-from service.monitor.stores.pending_log import PendingLogStore
+from service.monitor.stores.pending_log import PendingLogStore, leftover_logs, pending_log_path, replay_logs
 from service.settings import Settings
+from service.worker_slot import WorkerSlot
 
 SQLITE_PREFIX = "sqlite://"
 DEFAULT_STORE_FILE = "predictions.db"
@@ -45,10 +46,11 @@ def sqlite_path(settings: Settings) -> Path:
     return Path("/" + settings.store_url.removeprefix(SQLITE_PREFIX).lstrip("/"))
 
 
-def open_store(settings: Settings) -> PredictionStore:
+def open_store(settings: Settings, worker: WorkerSlot | None = None) -> PredictionStore:
     """A Redis store for redis:// URLs (replicas share it), else the SQLite file (dir created),
     owned by this process whatever ``store_log`` (a second owner is a StoreError), behind its
-    pending log unless ``store_log`` is off (service.monitor.stores.pending_log)."""
+    pending log unless ``store_log`` is off (service.monitor.stores.pending_log). A worker slot
+    shares the file with its siblings (their supervisor owns it) behind the slot's own log."""
     limits = StoreLimits(retention_seconds=settings.retention_seconds, capacity=settings.store_capacity)
     url = settings.store_url
     if url is not None and url.startswith(("redis://", "rediss://")):
@@ -57,14 +59,24 @@ def open_store(settings: Settings) -> PredictionStore:
         return RedisStore(url, limits)
     path = sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(path, limits, sync=settings.store_sync, exclusive=True)  # one process per file
-    if not settings.store_log:
-        return store
+    # one process per file, or one supervisor's workers
+    store = SQLiteStore(path, limits, sync=settings.store_sync, exclusive=worker is None)
     try:
+        if worker is None:
+            replay_logs(store, leftover_slot_logs(path))
+        if not settings.store_log:
+            return store
+        if worker is not None:
+            return PendingLogStore(store, slot=worker.slot, n_slots=worker.n_slots)
         return PendingLogStore(store)
     except StoreError:
         store.close()
         raise
+
+
+def leftover_slot_logs(db: Path) -> list[Path]:
+    """Logs of worker slots of an earlier ``--workers N`` run (a single process replays them)."""
+    return [p for p in leftover_logs(db) if p != pending_log_path(db)]
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
@@ -102,11 +114,16 @@ class Monitoring:
 
 
 @asynccontextmanager
-async def open_monitoring(settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Monitoring]:
-    """Monitoring for the app's lifetime; on exit the last write finishes and the store closes."""
-    store = open_store(settings)
+async def open_monitoring(
+    settings: Settings, registry: CollectorRegistry, worker: WorkerSlot | None = None
+) -> AsyncIterator[Monitoring]:
+    """Monitoring for the app's lifetime; on exit the last write finishes and the store closes.
+    A worker slot's monitor starts from, publishes to and reads the run's state files
+    (service.monitor.fleet)."""
+    store = open_store(settings, worker)
     try:
-        monitoring = Monitoring.of(Monitor(store, config=monitor_config(settings)))
+        fleet = None if worker is None else worker.states()
+        monitoring = Monitoring.of(Monitor(store, config=monitor_config(settings), fleet=fleet))
         collector = MonitorCollector(monitoring.monitor)
         registry.register(collector)
         try:
@@ -114,5 +131,6 @@ async def open_monitoring(settings: Settings, registry: CollectorRegistry) -> As
         finally:
             await monitoring.feedback.drain()
             registry.unregister(collector)
+            monitoring.monitor.publish()
     finally:
         store.close()

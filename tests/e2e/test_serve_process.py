@@ -99,6 +99,7 @@ def test_missing_models_directory_is_a_cli_error(tmp_path: Path) -> None:
     ("env", "phrases"),
     [
         ({"CANDOR_PORT": "eighty"}, ["CANDOR_PORT", "valid integer"]),
+        ({"CANDOR_WORKERS": "0"}, ["CANDOR_WORKERS", "greater than or equal to 1"]),
         ({"CANDOR_MAX_QUEUE_SIZE": "8"}, ["max_queue_size (8) must be >= max_instances"]),
         ({"CANDOR_MODEL_BATCHING": "{bad"}, ["CANDOR_MODEL_BATCHING: not valid JSON"]),
         (

@@ -16,6 +16,16 @@ complete record before ``put`` raises, and until that succeeds nothing more is a
 One handle owns the log (``flock``, service.monitor.stores.ownership): a second handle, in this process or
 another, is refused with StoreError (the service also opens the SQLite store itself exclusively).
 Replicas that share predictions use a Redis store instead.
+
+Worker slots (``candor serve --workers N``, service.supervisor): the N worker processes share the
+SQLite file (WAL; the supervisor owns ``<db>.lock``) and slot s owns the log ``<db>.pending.<s>``.
+A read must see every ``put`` that returned in any slot, so when a read misses ids it reads the
+other slots' logs (complete lines only), stores the records of the missing ids (INSERT OR IGNORE:
+a record stored twice, by its slot's flush and by a sibling, is stored once) and reads again. A
+sibling's flush commits before it truncates its log, and this read reads the log before it reads
+the store again: a record is in the log when read or committed before, so it is found either way.
+A killed slot's log is replayed by the worker restarted into that slot. ``len`` and ``evicted``
+count the shared file and this slot's log only (a sibling's records count once it flushes).
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ import base64
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from glob import escape as glob_escape
 from pathlib import Path
 
 import orjson
@@ -39,20 +50,33 @@ log = logging.getLogger(__name__)
 DEFAULT_FLUSH_ROWS = 1024
 
 
-def pending_log_path(db: Path) -> Path:
-    """The log of the SQLite file ``db``: ``<db>.pending`` beside it."""
-    return db.with_name(db.name + ".pending")
+def pending_log_path(db: Path, slot: int | None = None) -> Path:
+    """The log of the SQLite file ``db``: ``<db>.pending`` beside it, ``<db>.pending.<slot>`` for a
+    worker slot."""
+    return db.with_name(db.name + ".pending" + ("" if slot is None else f".{slot}"))
+
+
+def leftover_logs(db: Path) -> list[Path]:
+    """Every log of ``db`` on disk: the single process's and any worker slot's."""
+    single = pending_log_path(db)
+    slots = [p for p in db.parent.glob(glob_escape(single.name) + ".*") if p.name.rpartition(".")[2].isdigit()]
+    return ([single] if single.exists() else []) + sorted(slots)
 
 
 class PendingLogStore:
     """PredictionStore: SQLiteStore with puts logged first, moved in bulk (module docstring)."""
 
-    def __init__(self, store: SQLiteStore, flush_rows: int = DEFAULT_FLUSH_ROWS) -> None:
+    def __init__(
+        self, store: SQLiteStore, flush_rows: int = DEFAULT_FLUSH_ROWS, slot: int | None = None, n_slots: int = 1
+    ) -> None:
+        """With ``slot``, this is worker slot ``slot`` of ``n_slots`` sharing the store (module
+        docstring); the siblings' logs are read on a miss."""
         if flush_rows < 1:
             raise StoreError(f"flush_rows must be >= 1, got {flush_rows}")
         self.store = store
         self.limits = store.limits
-        self.path = pending_log_path(store.path)
+        self.path = pending_log_path(store.path, slot)
+        self.siblings = [] if slot is None else [pending_log_path(store.path, s) for s in range(n_slots) if s != slot]
         self.flush_rows = flush_rows
         self._sync = store.sync == "full"  # as durable as the store's own commits
         self._lock = threading.Lock()
@@ -79,15 +103,42 @@ class PendingLogStore:
 
     def fetch(self, ids: Sequence[str]) -> dict[str, PredictionRecord]:
         self.flush()
-        return self.store.fetch(ids)
+        found = self.store.fetch(ids)
+        missing = [pid for pid in ids if pid not in found]
+        if missing and self._ingest_siblings(missing):
+            found.update(self.store.fetch(missing))
+        return found
 
     def resolve(self, labels: Sequence[tuple[str, int]], now: float) -> list[Resolution]:
         self.flush()
+        if self.siblings:
+            ids = list({pid for pid, _ in labels})
+            found = self.store.fetch(ids)
+            self._ingest_siblings([pid for pid in ids if pid not in found])
         return self.store.resolve(labels, now)
 
     def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows:
+        """The window's rows, the other slots' logged ones included (stored first, so none is missed)."""
         self.flush()
+        if self.siblings:
+            self._store_sibling_records(
+                lambda r: r.model == model and r.version == version and since <= r.created_at < until
+            )
         return self.store.served_rows(model, version, since, until)
+
+    def _ingest_siblings(self, missing: Sequence[str]) -> int:
+        """Store the records of ``missing`` ids found in the other slots' logs; how many."""
+        if not self.siblings or not missing:
+            return 0
+        wanted = set(missing)
+        return self._store_sibling_records(lambda r: r.prediction_id in wanted)
+
+    def _store_sibling_records(self, keep: Callable[[PredictionRecord], bool]) -> int:
+        """Store the records of the other slots' logs that ``keep`` selects (ids stored already are
+        ignored by the store); how many were selected."""
+        records = [r for path in self.siblings for r in read_complete_records(path) if keep(r)]
+        self.store.put(records)
+        return len(records)
 
     def evicted(self) -> int:
         self.flush()
@@ -203,6 +254,40 @@ def parse_line(line: bytes) -> PredictionRecord:
 def open_owned_log(path: Path) -> int:
     """Open (create) the log for appending and take its exclusive flock; StoreError if held."""
     return open_exclusively(path, os.O_WRONLY | os.O_APPEND, f"prediction log {path}")
+
+
+def read_complete_records(path: Path) -> list[PredictionRecord]:
+    """The records of another slot's log, complete lines only (its owner may be appending to it,
+    or truncating it after a flush); nothing when there is no such log."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StoreError(f"cannot read prediction log {path}: {exc}") from exc
+    records = []
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        try:
+            records.append(parse_line(line))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            continue  # a line cut by a truncation racing this read: its record is in the store
+    return records
+
+
+def replay_logs(store: SQLiteStore, paths: Sequence[Path]) -> int:
+    """Move the records of logs no process owns now (e.g. worker slots of an earlier run, taken
+    by the supervisor before it starts workers) into ``store``, then delete the logs; how many."""
+    moved = 0
+    for path in paths:
+        fd = open_owned_log(path)
+        try:
+            records, _, _ = read_log(path)
+            store.put(records)
+            moved += len(records)
+            path.unlink()
+        finally:
+            os.close(fd)
+    return moved
 
 
 def read_log(path: Path) -> tuple[list[PredictionRecord], int, int]:
