@@ -105,3 +105,21 @@ def test_the_supervisor_replays_every_log_an_earlier_run_left(tmp_path: Path) ->
     assert replay_logs(plain, leftover_logs(db)) == 3
     assert set(plain.fetch(["x", "y", "z"])) == {"x", "y", "z"} and leftover_logs(db) == []
     plain.close()
+
+
+def test_served_rows_in_one_slot_holds_the_rows_another_slot_has_not_flushed(tmp_path: Path) -> None:
+    import numpy as np
+
+    from service.monitor.stores.scores import encode_scores
+
+    probs = np.full((6, 4), 0.25, dtype=np.float32)
+    scores = encode_scores(probs, 32)
+    a, b = slots(tmp_path / "p.db", 2)
+    a.put([PredictionRecord(f"a{i}", "m", "1", 0.25, 0, T0 + i, scores[i]) for i in range(3)])
+    b.put([PredictionRecord(f"b{i}", "m", "1", 0.25, 0, T0 + 3 + i, scores[3 + i]) for i in range(3)])
+    a.put([PredictionRecord("other", "m", "2", 0.25, 0, T0 + 1, scores[0])])  # another version
+    rows = a.served_rows("m", "1", T0, T0 + 5)  # b's log is still unflushed (flush_rows 1000)
+    assert rows.ids == ["a0", "a1", "a2", "b0", "b1"]
+    np.testing.assert_allclose(np.exp(rows.log_probs), probs[:5])
+    for s in (a, b):
+        s.close()
