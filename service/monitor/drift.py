@@ -9,6 +9,14 @@ a_b is drawn from its Beta posterior (a prior of strength k centred on r_b), so 
 widens the null instead of causing false alarms. Per resample: C_b ~ Binomial(n_b, p_b) and
 ECE* = sum_b |S_b - C_b| / n. The threshold is the q-quantile of ECE*; the p-value is
 (1 + #{ECE* >= ECE}) / (R + 1). Without a reference, delta_b = 0 (plain consistency resampling).
+
+The class-mix test (label-free, ``class_mix_test``) compares the window's mean served posterior
+with the reference class priors q (the mean posterior on the reference split). Its null is
+multinomial: PSI(Multinomial(n, q) / n, q) over R draws. That null is conservative for a mean of
+posteriors: with y one-hot and p = E[y | x], Var(y_k) = Var(p_k) + E[Var(y_k | x)] >= Var(p_k),
+so a mean posterior scatters less around q than label frequencies do (asymptotically PSI ~ chi2_{C-1} / n).
+The threshold is the larger of the null's q-quantile and a floor on the effect size (``class_mix_psi``),
+so a large window does not flag a trivial mix change, nor a small one a sampling wobble.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from service.monitor.errors import MonitorInputError
 
 PSI_EPSILON = 1e-4
 PSI_SHIFT = 0.25  # the usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted
+CLASS_MIX_PSI = 0.1  # default effect-size floor of the class-mix flag ("moderate" on that reading)
 
 
 class Verdict(StrEnum):
@@ -37,16 +46,18 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DriftConfig:
-    """Minimum labels for a verdict, resamples R, quantile q, prior strength k, seed."""
+    """Minimum labels for a verdict, resamples R, quantile q, prior strength k, seed, and the
+    class-mix flag's PSI floor (label-free; min_labels is its minimum of predictions too)."""
 
     min_labels: int = 200
     resamples: int = 1000
     quantile: float = 0.995
     prior_strength: float = 2.0
     seed: int = 0
+    class_mix_psi: float = CLASS_MIX_PSI
 
     def __post_init__(self) -> None:
-        if self.min_labels < 1 or self.resamples < 10 or not 0.5 < self.quantile < 1:
+        if self.min_labels < 1 or self.resamples < 10 or not 0.5 < self.quantile < 1 or self.class_mix_psi <= 0:
             raise MonitorInputError(f"invalid drift settings: {self}")
 
 
@@ -153,3 +164,47 @@ def psi(observed_counts: ArrayLike, reference_fractions: ArrayLike, epsilon: flo
     p = np.maximum(counts / counts.sum(), epsilon)
     q = np.maximum(q, epsilon)
     return float(((p - q) * np.log(p / q)).sum())
+
+
+@dataclass(frozen=True, slots=True)
+class ClassMixResult:
+    """PSI of the window's mean posterior against the reference priors (statistic), the flag's
+    threshold at the window's n, the null's p-value, n and whether the mix shifted."""
+
+    statistic: float
+    threshold: float
+    p_value: float
+    n: int
+    shift: bool
+
+
+def mix_psi(
+    mix: NDArray[np.float64], reference: NDArray[np.float64], epsilon: float = PSI_EPSILON
+) -> NDArray[np.float64]:
+    """PSI sum_k (p_k - q_k) ln(p_k / q_k) of each row of ``mix`` (fractions) against ``reference``."""
+    p = np.maximum(mix, epsilon)
+    q = np.maximum(reference, epsilon)
+    out: NDArray[np.float64] = ((p - q) * np.log(p / q)).sum(axis=-1)
+    return out
+
+
+def class_mix_test(
+    probability_sums: ArrayLike, n: int, priors: ArrayLike, config: DriftConfig | None = None
+) -> ClassMixResult | None:
+    """Class-mix shift of n served predictions whose probability vectors sum to ``probability_sums``
+    (the mean posterior is that over n) against the reference ``priors``; shift when n >= min_labels
+    and PSI > max(class_mix_psi, q-quantile of the multinomial null at n). None when n is 0."""
+    config = config or DriftConfig()
+    sums = np.asarray(probability_sums, dtype=np.float64)
+    q = np.asarray(priors, dtype=np.float64)
+    if sums.shape != q.shape or q.ndim != 1:
+        raise MonitorInputError(f"class mix has {sums.size} classes, the reference priors {q.size}")
+    if n <= 0:
+        return None
+    q = q / q.sum()
+    statistic = float(mix_psi(sums / sums.sum(), q))
+    rng = np.random.default_rng(config.seed)
+    null = mix_psi(rng.multinomial(n, q, size=config.resamples) / n, q)
+    threshold = max(config.class_mix_psi, float(np.quantile(null, config.quantile)))
+    p_value = float((1 + np.count_nonzero(null >= statistic - 1e-12)) / (null.size + 1))
+    return ClassMixResult(statistic, threshold, p_value, n, n >= config.min_labels and statistic > threshold)
