@@ -266,17 +266,22 @@ class ClassMixWindow:
 
     @staticmethod
     def batch_sums(probs: ArrayLike, predicted: ArrayLike) -> NDArray[np.float64]:
-        """(2, C): predictions per predicted class and the column sums of the (n, C) probabilities."""
-        p = np.asarray(probs, dtype=np.float64)
+        """(2, C): predictions per predicted class and the column sums of the (n, C) probabilities
+        (MonitorInputError for a shape, class or non-finite value that does not fit)."""
+        p = np.asarray(probs)
         pred = np.asarray(predicted).reshape(-1)
         if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] != pred.size:
             raise MonitorInputError(f"probabilities must be (n={pred.size}, C >= 1), got shape {p.shape}")
-        if p.size and not (p.min() >= 0.0 and p.max() <= 1.0):  # NaN would poison the window's sums
-            raise MonitorInputError("probabilities must be finite and lie in [0, 1]")
-        if pred.size and int(pred.max()) >= p.shape[1]:
-            raise MonitorInputError(f"predicted class {int(pred.max())} is not one of {p.shape[1]} classes")
-        counts = np.bincount(pred, minlength=p.shape[1]).astype(np.float64)
-        return np.stack([counts, p.sum(axis=0)])
+        column_sums = p.sum(axis=0, dtype=np.float64)
+        if not np.isfinite(column_sums).all():  # a NaN or inf anywhere would poison the window's sums
+            raise MonitorInputError("probabilities must be finite")
+        try:
+            counts = np.bincount(pred, minlength=p.shape[1])
+        except (TypeError, ValueError) as exc:
+            raise MonitorInputError(f"predicted classes must be non-negative integers: {exc}") from exc
+        if counts.size > p.shape[1]:
+            raise MonitorInputError(f"predicted class {counts.size - 1} is not one of {p.shape[1]} classes")
+        return np.stack([counts.astype(np.float64), column_sums])
 
     def add(self, sums: NDArray[np.float64], now: float | None = None) -> None:
         """Add ``batch_sums`` output at time ``now``; MonitorInputError if its C is not the window's."""
