@@ -13,7 +13,7 @@ from monitor_data import FakeClock, make_reference
 from prometheus_client import CollectorRegistry
 
 from service.monitor import Monitor, MonitorCollector, SQLiteStore
-from service.monitor.drift import DriftConfig, class_mix_test
+from service.monitor.drift import DriftConfig, class_mix_test, mix_null, null_size
 from service.monitor.errors import MonitorInputError
 from service.monitor.fleet import SlotStates
 from service.monitor.state import ModelState
@@ -85,6 +85,19 @@ def test_below_min_labels_predictions_never_flag_and_the_threshold_grows_as_n_sh
     assert few is not None and few.statistic > few.threshold and not few.shift
     small, large = (class_mix_test(UNIFORM * n, n, UNIFORM, DriftConfig(class_mix_psi=1e-9)) for n in (200, 20_000))
     assert small is not None and large is not None and small.threshold > 10 * large.threshold
+
+
+@given(n=st.integers(1, 10**9))
+def test_the_null_is_drawn_at_most_19_percent_below_n(n: int) -> None:
+    """Fewer draws widen the null (conservative); one cached null serves a run of n."""
+    m = null_size(n)
+    assert m <= n and m >= 0.8 * n - 1
+
+
+def test_the_cached_null_is_sorted_and_read_only() -> None:
+    null = mix_null(181, tuple(UNIFORM.tolist()), 1000, 0)
+    assert null is mix_null(181, tuple(UNIFORM.tolist()), 1000, 0)
+    assert np.all(np.diff(null) >= 0) and not null.flags.writeable
 
 
 def test_the_statistic_refuses_mismatched_classes_and_is_none_without_predictions() -> None:
