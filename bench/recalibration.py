@@ -72,7 +72,9 @@ PREAMBLE = [
     "(bench/shift.py, seed 0).",
     "",
     "- First table: the drift verdict of version 1 on the window (labelled ECE test; PSI: label-free "
-    "confidence-histogram shift, flagged above 0.25), what the endpoint fitted, its own held-out comparison "
+    "confidence-histogram shift, flagged above 0.25; mix PSI: label-free class-mix shift, the window's mean "
+    "served posterior against the reference class priors (uniform where the manifest has none), its "
+    "threshold at n, and SHIFT when flagged), what the endpoint fitted, its own held-out comparison "
     "(paired bootstrap 95% intervals of new - old on the held-out half of the window, a seeded hash of the "
     "random prediction ids), its outcome, its wall time (s), the version serving by default afterwards, and "
     "that version's verdict once the fresh set, labelled, has gone through predict as the continuing stream.",
@@ -159,15 +161,24 @@ def label_stream(client: LoopClient, images: NDArray[np.uint8], labels: NDArray[
 
 
 def verdict(status: dict[str, Any]) -> str:
-    """'v1 drift (ECE 0.191, threshold 0.092, n 5000; PSI 1.73)' from a calibration status: the
-    labelled verdict, then the label-free confidence-histogram PSI (shift flagged above 0.25)."""
+    """'v1 drift (ECE 0.191, threshold 0.092, n 5000; PSI 1.73; mix PSI 0.01 / 0.10 ok)' from a
+    calibration status: the labelled verdict, then the label-free confidence-histogram PSI (shift
+    flagged above 0.25), then the class-mix PSI against its threshold and its flag."""
     d, psi = status["drift"], status["label_free"]["confidence_psi"]
     threshold = "-" if d["threshold"] is None else f"{d['threshold']:.3f}"
     psi_text = "-" if psi is None else f"{psi:.2f}"
     return (
         f"v{status['version']} {d['verdict']} (ECE {d['statistic']:.3f}, threshold {threshold}, n {d['n']}; "
-        f"PSI {psi_text})"
+        f"PSI {psi_text}; {mix_text(status['label_free'].get('class_mix'))})"
     )
+
+
+def mix_text(mix: dict[str, Any] | None) -> str:
+    """'mix PSI 0.84 / 0.10 SHIFT': the class-mix PSI, its threshold at n and the flag."""
+    if mix is None:
+        return "mix -"
+    flag = "SHIFT" if mix["shift"] else "ok"
+    return f"mix PSI {mix['psi']:.2f} / {mix['threshold']:.2f} {flag}"
 
 
 def outcome_text(answer: dict[str, Any]) -> str:

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     drift_min_labels: int = Field(
         default=200, ge=1, description="fewer labels in the window: drift verdict insufficient_data"
     )
+    drift_class_mix_psi: float = Field(
+        default=0.1,
+        gt=0,
+        description="label-free class-mix flag: the window's mean served posterior must be more than this "
+        "PSI from the reference class priors, and beyond the sampling noise at its n (service/monitor/drift.py)",
+    )
     # recalibration (service/recalibration): the promotion rule's minimum and the comparison
     recalibration_min_labels: int = Field(
         default=200,

@@ -39,6 +39,12 @@ _GAUGES = {  # name -> help; every one is labelled by model and version
     "in the window (label-free).",
     "candor_calibration_window_confidence_psi": "PSI of the window's confidence histogram against "
     "the reference histogram (label-free).",
+    "candor_calibration_window_class_mix_psi": "PSI of the window's mean served probability vector "
+    "(its class mix) against the reference class priors (label-free).",
+    "candor_calibration_window_class_mix_threshold_psi": "Class-mix PSI above which the mix is flagged "
+    "at the window's n (label-free).",
+    "candor_calibration_class_mix_shift_detected": "1 when the window's class mix shifted from the "
+    "reference priors (label-free; prior-shift recalibration may help).",
     "candor_calibration_drift_ok": "1 when the window's drift verdict is ok.",
     "candor_calibration_drift_detected": "1 when the window's drift verdict is drift.",
     "candor_calibration_drift_insufficient_data": "1 when the window has too few labels for a verdict.",
@@ -150,6 +156,7 @@ def _add_bins(bins: dict[str, CounterMetricFamily], labels: list[str], snap: Mod
 
 def _add_gauges(gauges: dict[str, GaugeMetricFamily], labels: list[str], status: CalibrationStatus) -> None:
     window, drift, free, ref = status.window, status.drift, status.label_free, status.reference
+    mix = free.class_mix
     values: dict[str, float | None] = {
         "candor_calibration_window_labels": window.labels,
         "candor_calibration_window_predictions": free.predictions,
@@ -159,6 +166,9 @@ def _add_gauges(gauges: dict[str, GaugeMetricFamily], labels: list[str], status:
         "candor_calibration_window_label_coverage_ratio": status.label_coverage,
         "candor_calibration_window_prediction_confidence_ratio": free.mean_confidence,
         "candor_calibration_window_confidence_psi": free.confidence_psi,
+        "candor_calibration_window_class_mix_psi": None if mix is None else mix.psi,
+        "candor_calibration_window_class_mix_threshold_psi": None if mix is None else mix.threshold,
+        "candor_calibration_class_mix_shift_detected": None if mix is None else float(mix.shift),
         "candor_calibration_drift_statistic_ratio": drift.statistic,
         "candor_calibration_drift_threshold_ratio": drift.threshold,
         "candor_calibration_drift_p_value": drift.p_value,

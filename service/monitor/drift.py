@@ -9,12 +9,24 @@ a_b is drawn from its Beta posterior (a prior of strength k centred on r_b), so 
 widens the null instead of causing false alarms. Per resample: C_b ~ Binomial(n_b, p_b) and
 ECE* = sum_b |S_b - C_b| / n. The threshold is the q-quantile of ECE*; the p-value is
 (1 + #{ECE* >= ECE}) / (R + 1). Without a reference, delta_b = 0 (plain consistency resampling).
+
+The class-mix test (label-free, ``class_mix_test``) compares the window's mean served posterior
+with the reference class priors q (the mean posterior on the reference split). Its null is
+multinomial: PSI(Multinomial(n, q) / n, q) over R draws. That null is conservative for a mean of
+posteriors: with y one-hot and p = E[y | x], Cov(y) = Cov(p) + E[Cov(y | x)] (so Cov(p) <= Cov(y)),
+so a mean posterior scatters less around q than label frequencies do (asymptotically PSI ~ chi2_{C-1} / n).
+The null is drawn at n rounded down to a quarter-octave grid (``null_size``: a slightly wider null,
+cached per grid point, so a scrape pays no resampling). The threshold is the larger of the null's
+q-quantile and a floor on the effect size (``class_mix_psi``),
+so a large window does not flag a trivial mix change, nor a small one a sampling wobble.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -25,6 +37,7 @@ from service.monitor.errors import MonitorInputError
 
 PSI_EPSILON = 1e-4
 PSI_SHIFT = 0.25  # the usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 shifted
+CLASS_MIX_PSI = 0.1  # default effect-size floor of the class-mix flag ("moderate" on that reading)
 
 
 class Verdict(StrEnum):
@@ -37,16 +50,18 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DriftConfig:
-    """Minimum labels for a verdict, resamples R, quantile q, prior strength k, seed."""
+    """Minimum labels for a verdict, resamples R, quantile q, prior strength k, seed, and the
+    class-mix flag's PSI floor (label-free; min_labels is its minimum of predictions too)."""
 
     min_labels: int = 200
     resamples: int = 1000
     quantile: float = 0.995
     prior_strength: float = 2.0
     seed: int = 0
+    class_mix_psi: float = CLASS_MIX_PSI
 
     def __post_init__(self) -> None:
-        if self.min_labels < 1 or self.resamples < 10 or not 0.5 < self.quantile < 1:
+        if self.min_labels < 1 or self.resamples < 10 or not 0.5 < self.quantile < 1 or self.class_mix_psi <= 0:
             raise MonitorInputError(f"invalid drift settings: {self}")
 
 
@@ -153,3 +168,71 @@ def psi(observed_counts: ArrayLike, reference_fractions: ArrayLike, epsilon: flo
     p = np.maximum(counts / counts.sum(), epsilon)
     q = np.maximum(q, epsilon)
     return float(((p - q) * np.log(p / q)).sum())
+
+
+@dataclass(frozen=True, slots=True)
+class ClassMixResult:
+    """PSI of the window's mean posterior against the reference priors (statistic), the flag's
+    threshold at the window's n, the null's p-value, n and whether the mix shifted."""
+
+    statistic: float
+    threshold: float
+    p_value: float
+    n: int
+    shift: bool
+
+
+def mix_psi(
+    mix: NDArray[np.float64], reference: NDArray[np.float64], epsilon: float = PSI_EPSILON
+) -> NDArray[np.float64]:
+    """PSI sum_k (p_k - q_k) ln(p_k / q_k) of each row of ``mix`` (fractions) against ``reference``."""
+    p = np.maximum(mix, epsilon)
+    q = np.maximum(reference, epsilon)
+    out: NDArray[np.float64] = ((p - q) * np.log(p / q)).sum(axis=-1)
+    return out
+
+
+def null_size(n: int) -> int:
+    """n rounded down to the quarter-octave grid floor(2^(k/4)) (n itself below 16): the class-mix
+    null is drawn at that many predictions, at most 19% fewer than n, so its spread is a little
+    wider (conservative) and one draw serves every n up to the next grid point."""
+    if n < 16:
+        return n
+    k = math.floor(4 * math.log2(n))
+    while math.floor(2 ** (k / 4)) > n:  # float rounding at exact powers
+        k -= 1
+    return math.floor(2 ** (k / 4))
+
+
+@lru_cache(maxsize=512)
+def mix_null(n: int, priors: tuple[float, ...], resamples: int, seed: int) -> NDArray[np.float64]:
+    """Sorted PSI of R multinomial samples of n draws from ``priors`` against ``priors`` (read-only;
+    cached: a scrape reads it for every model, and R x C draws cost ~0.1 s at C = 1000)."""
+    q = np.asarray(priors, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    null = np.sort(mix_psi(rng.multinomial(n, q, size=resamples) / n, q))
+    null.flags.writeable = False
+    return null
+
+
+def class_mix_test(
+    probability_sums: ArrayLike, n: int, priors: ArrayLike, config: DriftConfig | None = None
+) -> ClassMixResult | None:
+    """Class-mix shift of n served predictions whose probability vectors sum to ``probability_sums``
+    (the mean posterior is that over n) against the reference ``priors``; shift when n >= min_labels
+    and PSI > max(class_mix_psi, q-quantile of the multinomial null at ``null_size(n)``). None when
+    n is 0."""
+    config = config or DriftConfig()
+    sums = np.asarray(probability_sums, dtype=np.float64)
+    q = np.asarray(priors, dtype=np.float64)
+    if sums.shape != q.shape or q.ndim != 1:
+        raise MonitorInputError(f"class mix has {sums.size} classes, the reference priors {q.size}")
+    if n <= 0:
+        return None
+    q = q / q.sum()
+    statistic = float(mix_psi(sums / sums.sum(), q))
+    null = mix_null(null_size(n), tuple(q.tolist()), config.resamples, config.seed)
+    threshold = max(config.class_mix_psi, float(np.quantile(null, config.quantile)))
+    above = null.size - int(np.searchsorted(null, statistic - 1e-12, side="left"))
+    p_value = (1 + above) / (null.size + 1)
+    return ClassMixResult(statistic, threshold, p_value, n, n >= config.min_labels and statistic > threshold)

@@ -3,13 +3,14 @@
 Every worker slot keeps its own Monitor and publishes that monitor's state to
 ``<run_dir>/monitor.<slot>.json`` (written to a temporary file, then renamed: a reader sees a
 whole state or the previous one). The state is sums only (per-bin counts, confidence and correct
-sums per time bucket, since-start sums, prediction histogram, label delays, feedback outcomes), so
+sums per time bucket, since-start sums, prediction histogram, per-class predicted counts and
+probability sums per time bucket (the class mix), label delays, feedback outcomes), so
 the fleet's state is the sum of the slots' states, read at the same ``now``:
 
     fleet window(now) = sum_s window_s(now),   fleet since_start = sum_s since_start_s, ...
 
-and every figure (ECE, drift verdict, PSI, Prometheus counters) computed from the sum is exact for
-the fleet, as if one process had seen every prediction and label.
+and every figure (ECE, drift verdict, PSI, class-mix test, Prometheus counters) computed from the
+sum is exact for the fleet, as if one process had seen every prediction and label.
 
 When a slot publishes: after each applied feedback batch, before the feedback is answered (so a
 kill -9 of the worker loses no accepted label's contribution), before every read (a scrape, a

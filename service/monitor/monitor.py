@@ -14,12 +14,21 @@ from numpy.typing import ArrayLike
 from calibration.binning import DEFAULT_BINS
 from calibration.manifest import ReferenceFigures
 from service.errors import BadRequest
-from service.monitor.drift import PSI_SHIFT, DriftConfig, DriftResult, drift_test, ece_interval, psi
+from service.monitor.drift import (
+    PSI_SHIFT,
+    DriftConfig,
+    DriftResult,
+    class_mix_test,
+    drift_test,
+    ece_interval,
+    psi,
+)
 from service.monitor.errors import MonitorInputError, StoreError, UnknownModelError
 from service.monitor.fleet import SlotStates, StateDict
 from service.monitor.labels import Label, label_pairs
 from service.monitor.schemas import (
     CalibrationStatus,
+    ClassMix,
     DriftStatus,
     FeedbackResult,
     LabelDelay,
@@ -31,7 +40,7 @@ from service.monitor.schemas import (
 from service.monitor.state import ModelSnapshot, ModelState, merge_snapshots, reference_statistics
 from service.monitor.stores.scores import DEFAULT_TOP_K, encode_scores
 from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, Resolution, ServedRows
-from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, Clock
+from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, ClassMixWindow, Clock
 
 ModelKey = tuple[str, str]
 WindowTests = tuple[DriftResult, tuple[float, float] | None]
@@ -119,12 +128,14 @@ class Monitor:
     ) -> None:
         """Store served predictions for the label join and count their confidences; with
         ``probs`` (the served (n, C) probabilities), each keeps its vector for recalibration
-        (``config.score_top_k``, service.monitor.stores.scores)."""
+        (``config.score_top_k``, service.monitor.stores.scores) and the batch counts into the
+        window's class mix (one bincount and one column sum per batch)."""
         t = self._clock() if now is None else now
         conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
         pred = np.asarray(predicted).reshape(-1)
         _check_predictions(ids, conf, pred)
         scores = self._scores(len(ids), probs)
+        mix = None if probs is None else ClassMixWindow.batch_sums(probs, pred)
         self.store.put(
             [
                 PredictionRecord(pid, model, version, float(c), int(k), t, s)
@@ -135,6 +146,8 @@ class Monitor:
             state = self._state(model, version)
             state.predicted.add_checked(conf, t)  # checked above
             state.predictions_total += conf.size
+            if mix is not None:
+                state.class_mix.add(mix, t)
         if self.fleet is not None and time.monotonic() - self._published_at >= PUBLISH_EVERY_S:
             try:
                 self.publish()
@@ -317,7 +330,7 @@ class Monitor:
                 quantile=cfg.quantile,
                 ece_interval=interval,
             ),
-            label_free=_label_free(snap, cfg.min_labels),
+            label_free=_label_free(snap, cfg),
             label_delay=_label_delay(snap),
         )
 
@@ -379,17 +392,48 @@ def _reference_summary(ref: ReferenceFigures) -> ReferenceSummary:
     return ReferenceSummary(n=ref.n, ece=ref.ece, accuracy=ref.accuracy, mean_confidence=mean_conf)
 
 
-def _label_free(snap: ModelSnapshot, min_predictions: int) -> LabelFreeSignals:
-    """Mean confidence of the window's predictions and PSI of their histogram vs the reference."""
+def _label_free(snap: ModelSnapshot, cfg: DriftConfig) -> LabelFreeSignals:
+    """Mean confidence of the window's predictions, PSI of their histogram vs the reference, and
+    the class-mix test; neither flag enters the drift verdict (that one needs labels)."""
     n = snap.window_predictions
     ref = snap.reference
     shift = None if ref is None else psi(snap.histogram, ref.confidence_histogram.fractions)
+    mix = _class_mix(snap, cfg)
     return LabelFreeSignals(
         predictions=n,
         mean_confidence=snap.window_confidence_sum / n if n else None,
         reference_mean_confidence=None if ref is None else _reference_summary(ref).mean_confidence,
         confidence_psi=shift,
-        confidence_shift=shift is not None and n >= min_predictions and shift > PSI_SHIFT,
+        confidence_shift=shift is not None and n >= cfg.min_labels and shift > PSI_SHIFT,
+        class_mix=mix,
+        class_mix_shift=mix is not None and mix.shift,
+    )
+
+
+def _class_mix(snap: ModelSnapshot, cfg: DriftConfig) -> ClassMix | None:
+    """The window's mean posterior against the reference priors (uniform where the manifest has
+    none); None without a reference, without probabilities, or when the class counts differ."""
+    ref, sums = snap.reference, snap.class_mix
+    if ref is None or sums is None:
+        return None
+    n_classes = sums.shape[1]
+    priors = ref.class_priors or [1.0 / n_classes] * n_classes
+    n = int(round(float(sums[0].sum())))
+    if len(priors) != n_classes or n == 0:
+        return None
+    test = class_mix_test(sums[1], n, priors, cfg)
+    assert test is not None  # n > 0
+    total = float(sum(priors))
+    return ClassMix(
+        predictions=n,
+        predicted_counts=[int(round(c)) for c in sums[0].tolist()],
+        estimated=(sums[1] / sums[1].sum()).tolist(),
+        reference=[p / total for p in priors],
+        reference_source="uniform" if ref.class_priors is None else "manifest",
+        psi=test.statistic,
+        threshold=test.threshold,
+        p_value=test.p_value,
+        shift=test.shift,
     )
 
 

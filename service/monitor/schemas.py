@@ -108,14 +108,37 @@ class DriftStatus(_Frozen):
     )
 
 
+class ClassMix(_Frozen):
+    """The window's class mix against the reference's (label-free; service.monitor.drift.class_mix_test)."""
+
+    predictions: int = Field(ge=0, description="predictions within the window served with probabilities")
+    predicted_counts: list[int] = Field(description="predictions per predicted (argmax) class")
+    estimated: list[float] = Field(description="mean served probability per class: the estimated class mix")
+    reference: list[float] = Field(description="reference class priors (mean posterior on the reference split)")
+    reference_source: Literal["manifest", "uniform"] = Field(
+        description="manifest: reference.class_priors; uniform: the manifest has none (as prior-shift assumes)"
+    )
+    psi: float = Field(description="PSI of the estimated mix against the reference priors")
+    threshold: float = Field(description="max(PSI floor, q-quantile of the PSI of a multinomial sample at n)")
+    p_value: float
+    shift: bool = Field(description="psi > threshold with at least min_labels predictions")
+
+
 class LabelFreeSignals(_Frozen):
-    """Signals that need no labels: the window's predictions against the reference histogram."""
+    """Signals that need no labels: the window's predictions against the reference histogram and
+    the reference class mix. Neither flag changes the (labelled) drift verdict."""
 
     predictions: int = Field(ge=0, description="predictions made within the window")
     mean_confidence: float | None
     reference_mean_confidence: float | None
     confidence_psi: float | None = Field(description="PSI of the confidence histogram")
     confidence_shift: bool = Field(description="PSI > 0.25 with at least min_labels predictions")
+    class_mix: ClassMix | None = Field(
+        default=None, description="None without a reference or before any prediction with probabilities"
+    )
+    class_mix_shift: bool = Field(
+        default=False, description="the class mix shifted (a prior-shift recalibration may help)"
+    )
 
 
 class LabelDelay(_Frozen):

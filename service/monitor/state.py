@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from calibration.binning import BinStatistics
 from calibration.manifest import ReferenceFigures
 from service.monitor.errors import MonitorInputError
-from service.monitor.windows import CalibrationWindow, Clock, PredictionWindow
+from service.monitor.windows import CalibrationWindow, ClassMixWindow, Clock, PredictionWindow
 
 # Seconds from prediction to label: 1 s .. 7 days (the default retention).
 DELAY_BUCKETS: tuple[float, ...] = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 259_200.0, 604_800.0)
@@ -84,14 +84,25 @@ class ModelSnapshot:
     histogram: NDArray[np.int64]
     delays: DelayHistogram
     reference: ReferenceFigures | None
+    class_mix: NDArray[np.float64] | None = None  # (2, C): per predicted class, count and probability sum
+
+
+def _add_mix(a: NDArray[np.float64] | None, b: NDArray[np.float64] | None) -> NDArray[np.float64] | None:
+    """Sum of two (2, C) class-mix sums, either possibly None (no probabilities seen yet)."""
+    if a is None or b is None:
+        return b if a is None else a
+    if a.shape != b.shape:
+        raise MonitorInputError(f"cannot merge class mixes of {a.shape[1]} and {b.shape[1]} classes")
+    return a + b
 
 
 def merge_snapshots(own: ModelSnapshot, others: Sequence[ModelSnapshot]) -> ModelSnapshot:
     """The sum of snapshots of one (model, version) taken at the same ``now`` in several
     processes (service.monitor.fleet): every field is a sum, the reference is ``own``'s."""
     window, since_start, delays = _copy(own.window), _copy(own.since_start), own.delays.copy()
-    histogram = own.histogram.copy()
+    histogram, class_mix = own.histogram.copy(), own.class_mix
     for snap in others:
+        class_mix = _add_mix(class_mix, snap.class_mix)
         window.merge(snap.window)
         since_start.merge(snap.since_start)
         delays.merge(snap.delays)
@@ -105,6 +116,7 @@ def merge_snapshots(own: ModelSnapshot, others: Sequence[ModelSnapshot]) -> Mode
         window_confidence_sum=own.window_confidence_sum + sum(s.window_confidence_sum for s in others),
         histogram=histogram,
         delays=delays,
+        class_mix=class_mix,
     )
 
 
@@ -125,6 +137,7 @@ class ModelState:
     reference: ReferenceFigures | None
     predictions_total: int = 0
     delays: DelayHistogram = field(default_factory=DelayHistogram)
+    class_mix: ClassMixWindow = field(default_factory=ClassMixWindow)
 
     @classmethod
     def create(
@@ -145,6 +158,7 @@ class ModelState:
             CalibrationWindow(n_bins, window_seconds, n_buckets, clock),
             PredictionWindow(edges, window_seconds, n_buckets, clock),
             reference,
+            class_mix=ClassMixWindow(window_seconds, n_buckets, clock),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +168,7 @@ class ModelState:
             "predicted": self.predicted.to_dict(),
             "predictions_total": self.predictions_total,
             "delays": self.delays.to_dict(),
+            "class_mix": self.class_mix.to_dict(),
         }
 
     def load(self, data: Mapping[str, Any]) -> None:
@@ -162,6 +177,8 @@ class ModelState:
         self.predicted.load(data["predicted"])
         self.predictions_total = int(data["predictions_total"])
         self.delays = DelayHistogram.from_dict(data["delays"])
+        if "class_mix" in data:  # a state published before the class mix was kept has none
+            self.class_mix.load(data["class_mix"])
 
     @classmethod
     def from_dict(
@@ -181,6 +198,7 @@ class ModelState:
             CalibrationWindow(n_bins, window_seconds, n_buckets, clock),
             PredictionWindow(data["predicted"]["edges"], window_seconds, n_buckets, clock),
             None,
+            class_mix=ClassMixWindow(window_seconds, n_buckets, clock),
         )
         state.load(data)
         return state
@@ -199,4 +217,5 @@ class ModelState:
             histogram=self.predicted.histogram(now),
             delays=self.delays.copy(),
             reference=self.reference,
+            class_mix=self.class_mix.totals(now),
         )

@@ -236,6 +236,83 @@ class PredictionWindow:
         return int(round(float(self._since_start[0].sum())))
 
 
+class ClassMixWindow:
+    """Served predictions per predicted class and the sums of their probability vectors, per
+    time bucket: O(2 x classes x buckets). The class count C is the first batch's (or given).
+
+    ``update`` is one vectorised pass per served batch (a bincount and a column sum); the window's
+    mean posterior sum_i p_i / n estimates the class mix of the traffic (service.monitor.drift).
+    """
+
+    def __init__(
+        self,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        n_buckets: int = DEFAULT_BUCKETS,
+        clock: Clock = time.time,
+        n_classes: int | None = None,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.n_buckets = n_buckets
+        self._clock = clock
+        self._ring: BucketRing | None = None
+        self.n_classes: int | None = None  # C, None before the first batch
+        if n_classes is not None:
+            self._start(n_classes)
+
+    def _start(self, n_classes: int) -> BucketRing:
+        self._ring = BucketRing((2, n_classes), self.window_seconds, self.n_buckets)
+        self.n_classes = n_classes
+        return self._ring
+
+    @staticmethod
+    def batch_sums(probs: ArrayLike, predicted: ArrayLike) -> NDArray[np.float64]:
+        """(2, C): predictions per predicted class and the column sums of the (n, C) probabilities
+        (MonitorInputError for a shape, class or non-finite value that does not fit)."""
+        p = np.asarray(probs)
+        pred = np.asarray(predicted).reshape(-1)
+        if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] != pred.size:
+            raise MonitorInputError(f"probabilities must be (n={pred.size}, C >= 1), got shape {p.shape}")
+        column_sums = p.sum(axis=0, dtype=np.float64)
+        if not np.isfinite(column_sums).all():  # a NaN or inf anywhere would poison the window's sums
+            raise MonitorInputError("probabilities must be finite")
+        try:
+            counts = np.bincount(pred, minlength=p.shape[1])
+        except (TypeError, ValueError) as exc:
+            raise MonitorInputError(f"predicted classes must be non-negative integers: {exc}") from exc
+        if counts.size > p.shape[1]:
+            raise MonitorInputError(f"predicted class {counts.size - 1} is not one of {p.shape[1]} classes")
+        return np.stack([counts.astype(np.float64), column_sums])
+
+    def add(self, sums: NDArray[np.float64], now: float | None = None) -> None:
+        """Add ``batch_sums`` output at time ``now``; MonitorInputError if its C is not the window's."""
+        ring = self._start(sums.shape[1]) if self._ring is None else self._ring
+        if sums.shape[1] != self.n_classes:
+            raise MonitorInputError(f"{sums.shape[1]} classes, the window counts {self.n_classes}")
+        ring.add(self._clock() if now is None else now, sums)
+
+    def update(self, probs: ArrayLike, predicted: ArrayLike, now: float | None = None) -> None:
+        """Count a batch of served (n, C) probabilities and their predicted classes."""
+        self.add(self.batch_sums(probs, predicted), now)
+
+    def totals(self, now: float | None = None) -> NDArray[np.float64] | None:
+        """(2, C) sums within the window ending at ``now`` (None before the first batch)."""
+        if self._ring is None:
+            return None
+        return self._ring.total(self._clock() if now is None else now)
+
+    def to_dict(self) -> dict[str, Any]:
+        """C and the ring's buckets (``load`` reads them back)."""
+        return {"n_classes": self.n_classes, "ring": None if self._ring is None else self._ring.to_dict()}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the sums by ``to_dict`` output of a window with the same buckets."""
+        n_classes = data["n_classes"]
+        if n_classes is None:
+            self._ring, self.n_classes = None, None
+            return
+        self._start(int(n_classes)).load(data["ring"])
+
+
 def _checked_confidences(confidences: ArrayLike) -> NDArray[np.float64]:
     """Flattened float64 confidences, each finite and in [0, 1]."""
     conf = np.asarray(confidences, dtype=np.float64).reshape(-1)

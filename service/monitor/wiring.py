@@ -80,12 +80,12 @@ def leftover_slot_logs(db: Path) -> list[Path]:
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
-    """Window length and buckets, the drift test's minimum labels and the scores kept per stored
-    prediction, from the settings."""
+    """Window length and buckets, the drift test's minimum labels, the class-mix flag's PSI floor
+    and the scores kept per stored prediction, from the settings."""
     return MonitorConfig(
         window_seconds=settings.monitor_window_seconds,
         n_buckets=settings.monitor_buckets,
-        drift=DriftConfig(min_labels=settings.drift_min_labels),
+        drift=DriftConfig(min_labels=settings.drift_min_labels, class_mix_psi=settings.drift_class_mix_psi),
         score_top_k=settings.store_top_k,
     )
 

@@ -187,8 +187,23 @@ def label_free_table(s: CalibrationStatus) -> str:
         ),
         row("confidence PSI", figure("label_free.confidence_psi", f.confidence_psi, num(f.confidence_psi))),
         row("histogram", figure("label_free.confidence_shift", f.confidence_shift, shift)),
+        *class_mix_rows(s),
     ]
     return table("label-free, every prediction", rows)
+
+
+def class_mix_rows(s: CalibrationStatus) -> list[str]:
+    """The class-mix PSI against its threshold and the flag (none without a class mix)."""
+    mix = s.label_free.class_mix
+    if mix is None:
+        return []
+    psi = figure("label_free.class_mix.psi", mix.psi, num(mix.psi))
+    threshold = figure("label_free.class_mix.threshold", mix.threshold, num(mix.threshold))
+    verdict = "shifted: try prior-shift recalibration" if mix.shift else "no shift"
+    return [
+        row(f"class-mix PSI (vs {mix.reference_source} priors)", f"{psi} (threshold {threshold})"),
+        row("class mix", figure("label_free.class_mix_shift", s.label_free.class_mix_shift, verdict)),
+    ]
 
 
 def footer() -> str:

@@ -81,6 +81,12 @@ def test_status_carries_drift_verdict_and_label_free_signals(served) -> None:
     assert free["predictions"] == N_PREDICTED
     assert free["mean_confidence"] == pytest.approx(probs.max(axis=1).mean(), abs=1e-9)
     assert free["confidence_psi"] >= 0 and status["reference"]["n"] > 0
+    mix = free["class_mix"]  # the served vectors' mean against the manifest's class priors
+    assert mix["predictions"] == N_PREDICTED and sum(mix["predicted_counts"]) == N_PREDICTED
+    assert mix["predicted_counts"] == np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]).tolist()
+    assert mix["estimated"] == pytest.approx(probs.mean(axis=0).tolist(), abs=1e-6)
+    assert len(mix["reference"]) == probs.shape[1] and mix["psi"] >= 0 and mix["threshold"] > 0
+    assert free["class_mix_shift"] == mix["shift"] == (mix["psi"] > mix["threshold"])
 
 
 def test_version_query_selects_and_unknown_models_are_404_json(served) -> None:

@@ -88,6 +88,7 @@ def test_page_shows_every_model_with_the_status_api_figures(client: TestClient) 
             expected = dotted(status, key)
             assert value == (list(expected) if isinstance(expected, tuple) else expected), key
     assert figures(page.text, "digits-cnn")["window.labels"] == N
+    assert {"label_free.class_mix.psi", "label_free.class_mix_shift"} <= figures(page.text, "digits-cnn").keys()
     assert figures(page.text, "digits-hostile")["drift.verdict"] == "insufficient_data"
 
 

@@ -82,7 +82,7 @@ def test_loaded_rules_evaluate_without_errors(prometheus: PrometheusServer) -> N
         if "unknown" not in health or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert len(health) == 14 and set(health) == {"ok"}, health
+    assert len(health) == 15 and set(health) == {"ok"}, health
 
 
 def test_provisioning_points_at_prometheus_and_the_dashboard_folder() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from monitor_data import FakeClock, draw_confidences, make_reference
+from monitor_data import FakeClock, make_reference
 
 from service.monitor import Monitor, SQLiteStore
 from service.monitor.fleet import SlotStates, state_path
@@ -61,11 +61,11 @@ def test_any_slot_reads_what_one_monitor_fed_everything_reads(
     single = Monitor(SQLiteStore(tmp / "single.db"), clock=clock)
     single.add_model("m", "1", reference)
     for i, server in enumerate(served_by):
-        conf = draw_confidences(rng, 7)
-        pred = rng.integers(0, 10, size=7)
+        probs = rng.dirichlet(np.full(10, 0.3), size=7)  # served vectors: the class mix too
+        conf, pred = probs.max(axis=1), probs.argmax(axis=1)
         ids = [f"b{i}-{k}" for k in range(7)]
-        slots[server].record_predictions("m", "1", ids, conf, pred)
-        single.record_predictions("m", "1", ids, conf, pred)
+        slots[server].record_predictions("m", "1", ids, conf, pred, probs=probs)
+        single.record_predictions("m", "1", ids, conf, pred, probs=probs)
         clock.t += 30.0
         labels = [(pid, int(rng.integers(0, 10))) for pid in ids]
         result = slots[labelled_by[i % len(labelled_by)]].record_feedback(labels)
@@ -74,6 +74,7 @@ def test_any_slot_reads_what_one_monitor_fed_everything_reads(
     for monitor in slots:
         monitor.publish()  # the label-free counts' periodic publish (at most 1 s late)
     expected = single.status("m", "1").model_dump()
+    assert expected["label_free"]["class_mix"]["predictions"] == 7 * len(served_by)
     for monitor in slots:
         assert_close(monitor.status("m", "1").model_dump(), expected)  # sums added in another order
         assert monitor.feedback_counts() == single.feedback_counts()
