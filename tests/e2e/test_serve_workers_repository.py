@@ -1,7 +1,8 @@
 """`candor serve --workers 2`: one model repository across the workers. Load and unload through the
 API, and a promotion by recalibration, are served by every worker once answered (fresh connections
 reach either worker); a worker killed with -9 comes back serving the promoted version (over a pin);
-a recalibration held anywhere on the state directory is 409 on every worker; and
+a recalibration held anywhere on the state directory is 409 on every worker (two concurrent
+calls: one 409); and
 candor_recalibrations_total is one fleet counter, the same whichever worker a scrape reaches."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import re
 import shutil
 import signal
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -102,10 +105,38 @@ def recalibration_counts(url: str) -> list[str]:
     return sorted(re.findall(r"^candor_recalibrations_total\{.*$", text, re.M))
 
 
+def flocked(path: Path) -> bool:
+    """True while some process holds a flock on ``path`` (read from /proc/locks: probing with a
+    flock of our own could make the holder's own attempt fail)."""
+    inode = path.stat().st_ino
+    return any(line.split()[5].endswith(f":{inode}") for line in Path("/proc/locks").read_text().splitlines())
+
+
+def concurrently(url: str, lock: Path, body: dict) -> tuple[httpx.Response, httpx.Response]:
+    """A recalibration, and a second one sent while the first holds the model's lock."""
+    first: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: first.append(control(url, "recalibrate", body)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not flocked(lock) and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert flocked(lock), "the first recalibration ended before it was seen running"
+    second = control(url, "recalibrate", body)
+    thread.join()
+    return first[0], second
+
+
 def test_a_promotion_is_served_by_every_worker_and_by_a_worker_killed_after_it(models: Path, tmp_path: Path) -> None:
-    with serve_workers(models, tmp_path / "state", env_extra=ENV) as fleet:
+    state = tmp_path / "state"
+    lock = lock_path(state / "candidates", MODEL)
+    lock.parent.mkdir(parents=True)
+    lock.touch()  # its inode, to look for in /proc/locks
+    slow = {**ENV, "CANDOR_RECALIBRATION_RESAMPLES": "4000"}  # the run lasts long enough to be seen
+    with serve_workers(models, state, env_extra=slow) as fleet:
         overconfident_window(fleet.url)
-        answer = control(fleet.url, "recalibrate", {"method": "ts", "window_seconds": 3600, "promote": "auto"})
+        body = {"method": "ts", "window_seconds": 3600, "promote": "auto"}
+        answer, second = concurrently(fleet.url, lock, body)
+        assert second.status_code == 409 and second.json()["field"] == "model_name", second.text
         assert answer.status_code == 200, answer.text
         assert (answer.json()["outcome"], answer.json()["new_version"]) == ("promoted", "2"), answer.json()
         assert infer_versions(fleet.url) == ["2"] * TRIES  # over the pin, on every worker
