@@ -93,10 +93,11 @@ def overconfident_window(url: str) -> None:
     noisy = rng.random(len(truth)) < 0.4
     truth[noisy] = rng.integers(0, 10, int(noisy.sum()))
     _, ids = predict(url, images, per_request=40)
+    labels = [{"prediction_id": p, "label": int(y)} for p, y in zip(ids, truth, strict=True)]
     accepted = 0
-    for start in range(0, len(ids), 100):
-        labels = [{"prediction_id": p, "label": int(y)} for p, y in zip(ids[start : start + 100], truth[start:])]
-        accepted += httpx.post(f"{url}/v1/feedback", json={"labels": labels}, headers=AUTH, timeout=30).json()["accepted"]
+    for start in range(0, len(labels), 100):
+        body = {"labels": labels[start : start + 100]}
+        accepted += httpx.post(f"{url}/v1/feedback", json=body, headers=AUTH, timeout=30).json()["accepted"]
     assert accepted == 800
 
 
