@@ -33,6 +33,7 @@ from service.worker_slot import WorkerSlot
 T = TypeVar("T")
 log = logging.getLogger("candor.models")
 WAIT_POLL_S = 0.05
+READ_EVERY = 8  # polls between reads of an unchanged-looking file (2 s at the default interval)
 
 
 class FleetRepository:
@@ -79,12 +80,15 @@ class FleetRepository:
             await self._catch_up(starting=True)
 
     async def follow(self) -> None:
-        """Poll the desired state until cancelled; apply it when it changed (the first pass always
-        reads it: a change recorded since ``start`` is not missed)."""
+        """Poll the desired state until cancelled; apply it when its stamp changed (the first pass
+        always reads it: a change recorded since ``start`` is not missed), and read it anyway every
+        READ_EVERY polls (a stamp repeated by a reused inode within one clock tick is not missed)."""
         seen: tuple[int, int, int] | None | bool = False
+        polls = 0
         while True:
             stamp = self.file.stamp()
-            if stamp != seen:
+            polls += 1
+            if stamp != seen or polls % READ_EVERY == 0:
                 seen = stamp
                 async with self._lock:
                     await self._catch_up()
