@@ -24,6 +24,7 @@ from service.api.v2 import recalibration as v2_recalibration
 from service.api.v2 import repository as v2_repository
 from service.errors import ServiceError
 from service.grpc.server import serving_grpc
+from service.inference.fleet_repository import following
 from service.inference.model_manager import ModelManager, watching
 from service.inference.repository import Repository, load_from_settings
 from service.inference.served import Recorder
@@ -68,6 +69,7 @@ def create_app(settings: Settings, repository: Repository | None = None, worker:
             app.state.reliability = renderer = ReliabilityRenderer()
             try:
                 async with (
+                    following(app.state.model_manager, worker, settings) as app.state.fleet_repository,
                     watching(app.state.model_manager, settings),
                     serving_grpc(settings, app.state.repository, app.version, reuseport=worker is not None),
                 ):
@@ -92,7 +94,10 @@ def create_app(settings: Settings, repository: Repository | None = None, worker:
     app.include_router(feedback.router, dependencies=[AdminAuth], responses=error_responses(401))
     app.include_router(v2_repository.router)
     app.include_router(v2_recalibration.router)
-    app.state.recalibrator = Recalibrator(settings, registry)  # candor_recalibrations_total
+    # candor_recalibrations_total: in a worker slot, counted into the multiprocess files and exposed
+    # summed over every worker by http_metrics' MultiProcessCollector (on the app registry it would
+    # show this worker's count beside the fleet's sum, a different value per worker answering)
+    app.state.recalibrator = Recalibrator(settings, registry if worker is None else None)
     app.router.routes[0:0] = [*v1.ROUTES, *v2.ROUTES]  # also here: documented, and for CORS requests
     app.direct = DirectRoutes([*v1.ROUTES, *v2.ROUTES], http_metrics, skip_origin=bool(settings.cors_origins))
     install_cors(app, settings)

@@ -35,6 +35,19 @@ class Settings(BaseSettings):
         description="server processes on the port (SO_REUSEPORT), each with its own engines, one "
         "monitor summed across them (service/supervisor.py); 1: one process, no supervisor",
     )
+    fleet_poll_interval_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="--workers N: how often each worker checks the fleet's desired repository state "
+        "(service/inference/fleet_repository.py); other workers follow a change within about this",
+    )
+    fleet_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="--workers N: how long a load, unload or promotion waits for every worker to "
+        "report it applied before answering (then answers anyway, logging the slots behind)",
+    )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when it actually loads, else CPU"
     )

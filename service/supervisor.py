@@ -7,8 +7,9 @@ The supervisor serves nothing itself. It
 - reserves the HTTP (and gRPC) port: a socket bound with SO_REUSEPORT, never listening, so port 0
   resolves once and a port taken by another program is one error line before any worker starts;
 - makes a run directory (``<state_dir>/run-*``; service.worker_slot) for the monitor's slot
-  states and prometheus_client's multiprocess files, removed at exit (and, with an SQLite store
-  it owns, those a killed supervisor left, at start);
+  states, prometheus_client's multiprocess files and the fleet's desired repository state
+  (service.inference.fleet_repository: load, unload and promotion reach every worker), removed
+  at exit (and, with an SQLite store it owns, those a killed supervisor left, at start);
 - starts worker slot 0 .. N-1, each ``candor serve --worker-slot s`` with the same settings: it
   binds the port itself with SO_REUSEPORT (the kernel spreads connections over the workers),
   keeps uvicorn's protocol and event loop of a single process (TCP_NODELAY set on every

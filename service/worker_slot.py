@@ -1,9 +1,11 @@
 """Which worker of ``candor serve --workers N`` this process is (service.supervisor starts them).
 
 The supervisor owns the SQLite store's ``<db>.lock`` and a run directory, made fresh for each
-supervisor run and removed at its exit: ``monitor.<slot>.json`` (service.monitor.fleet) and
+supervisor run and removed at its exit: ``monitor.<slot>.json`` (service.monitor.fleet),
 ``metrics/`` (prometheus_client's multiprocess directory, PROMETHEUS_MULTIPROC_DIR of every
-worker) live there. A worker restarted into a slot finds its slot's files again.
+worker) and the desired repository state ``repository.json`` with each slot's
+``repository.applied.<slot>`` (service.inference.fleet_repository) live there. A worker restarted
+into a slot finds its slot's files again.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ directory is removed afterwards. ``promote_served`` then goes through the reposi
 (ModelManager.load: every version re-verified off the event loop, the version map swapped in one
 assignment, so no request fails during the switch); a refused load moves the artifact back to the
 candidates and the versions served before keep serving. A pin in settings.default_versions naming
-another version is overridden at run time only: the pin wins again at the next start.
+another version is overridden at run time only: the pin wins again at the next start. In a worker
+of ``candor serve --workers N`` the whole promotion goes through the fleet's desired repository
+state (service.inference.fleet_repository): the reload and the run-time default are recorded and
+every worker follows before the answer (at most settings.fleet_wait_s).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from service.errors import LoadRefused, ServiceError
+from service.inference.fleet_repository import FleetRepository
 from service.inference.model_manager import ModelManager
 
 
@@ -52,8 +56,15 @@ def withdraw(target: Path, candidate: Path) -> None:
     shutil.rmtree(target)
 
 
-async def promote_served(manager: ModelManager, candidate: Path) -> str:
-    """Install and load the candidate; returns a note on the default version (pins included)."""
+async def promote_served(manager: ModelManager, candidate: Path, fleet: FleetRepository | None = None) -> str:
+    """Install and load the candidate (recorded for every worker through ``fleet``); returns a
+    note on the default version (pins included)."""
+    if fleet is None:
+        return await _promote(manager, candidate)
+    return await fleet.change(candidate.parent.name, True, lambda: _promote(manager, candidate))
+
+
+async def _promote(manager: ModelManager, candidate: Path) -> str:
     name, version = candidate.parent.name, candidate.name
     target = install(candidate, manager.settings.models_dir)
     try:

@@ -1,10 +1,14 @@
-"""Running recalibrations: in the server (one at a time per model, counted in /metrics) or offline.
+"""Running recalibrations: in the server (counted in /metrics) or offline; one at a time per model
+on a state directory, whichever process runs it (service.recalibration.guard).
 
 ``Recalibrator.run`` (POST /v2/repository/models/{m}/recalibrate) reads the window through the
 monitor (``served_rows``), runs the job in a thread, and promotes through the repository's load
 path when asked (``promote="auto"``) and the rule allows it. ``run_offline`` (``candor recalibrate``
 with no server answering) opens the store itself and, when promoting, moves the candidate into
-models_dir so that the next start serves it.
+models_dir so that the next start serves it. With ``candor serve --workers N`` the promotion is
+recorded in the fleet's desired repository state and every worker serves it
+(service.inference.fleet_repository); the counter then lives in prometheus_client's multiprocess
+files, summed over every worker by its MultiProcessCollector (service.api.http_metrics).
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from calibration.errors import CalibrationError, CandorError
 from service.errors import ModelNotFound, ServiceError
+from service.inference.fleet_repository import FleetRepository
 from service.inference.model_manager import ModelManager
 from service.inference.repository import artifact_directories
 from service.monitor.stores.store import ServedRows
 from service.recalibration.candidate import CANDIDATES, Job, Method, Verdict, run_job
+from service.recalibration.guard import RecalibrationBusy as RecalibrationBusy  # its 409, raised there
+from service.recalibration.guard import recalibrating
 from service.recalibration.promotion import install_offline, promote_served
 from service.settings import Settings
 
@@ -36,12 +43,6 @@ class RowSource(Protocol):
     """The monitor or its store: stored predictions of one version created in [since, until)."""
 
     def served_rows(self, model: str, version: str, since: float, until: float) -> ServedRows: ...
-
-
-class RecalibrationBusy(ServiceError):
-    """A recalibration of this model is already running."""
-
-    status = 409
 
 
 class RecalibrationFailed(ServiceError):
@@ -88,10 +89,12 @@ def hand_promotion(verdict: Verdict, settings: Settings) -> str:
 
 
 class Recalibrator:
-    """One recalibration at a time per model; ``candor_recalibrations_total{model,method,outcome}``
-    counts every finished one (outcome ``failed`` when it raised)."""
+    """One recalibration at a time per model (service.recalibration.guard);
+    ``candor_recalibrations_total{model,method,outcome}`` counts every finished one (outcome
+    ``failed`` when it raised) on ``registry``, or, with None (a worker slot: multiprocess mode),
+    into this process's multiprocess files, exposed summed by the app's MultiProcessCollector."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None) -> None:
         self.settings = settings
         self.total = Counter(
             "candor_recalibrations",
@@ -99,7 +102,6 @@ class Recalibrator:
             ["model", "method", "outcome"],
             registry=registry,
         )
-        self._running: set[str] = set()
 
     async def run(
         self,
@@ -110,28 +112,15 @@ class Recalibrator:
         method: Method,
         window_s: float,
         promote: Promote,
+        fleet: FleetRepository | None = None,
     ) -> Verdict:
-        """Fit, write the candidate, compare, and promote when asked and better."""
+        """Fit, write the candidate, compare, and promote when asked and better (through ``fleet``,
+        so every worker serves it, when this is a worker slot)."""
         engine = manager.repository.get(model, version)  # 404 for an unknown model or version
-        if model in self._running:
-            raise RecalibrationBusy(
-                f"a recalibration of '{model}' is already running; retry when it ends", "model_name"
+        with recalibrating(self.settings.state_dir / CANDIDATES, model):  # 409 when one runs
+            verdict = await self._counted(
+                manager, source, engine.directory, engine.manifest.version, method, window_s, promote, fleet
             )
-        self._running.add(model)
-        try:
-            verdict = await self._run(
-                manager, source, engine.directory, engine.manifest.version, method, window_s, promote
-            )
-        except Exception as exc:
-            self.total.labels(model, method, "failed").inc()
-            if isinstance(exc, CalibrationError):  # the fit refused the window's rows
-                raise WindowUnfit(f"cannot recalibrate {model} from this window: {exc}", "window_seconds") from exc
-            if isinstance(exc, CandorError) and not isinstance(exc, ServiceError):  # artifact writing
-                raise RecalibrationFailed(f"recalibration of {model} stopped: {exc}; nothing was promoted") from exc
-            raise
-        finally:
-            self._running.discard(model)
-        self.total.labels(model, method, verdict.outcome).inc()
         log.info(
             "candor: recalibration of %s v%s (%s): %s, %s",
             model,
@@ -140,6 +129,31 @@ class Recalibrator:
             verdict.outcome,
             verdict.reason,
         )
+        return verdict
+
+    async def _counted(
+        self,
+        manager: ModelManager,
+        source: RowSource,
+        base_dir: Path,
+        version: str,
+        method: Method,
+        window_s: float,
+        promote: Promote,
+        fleet: FleetRepository | None,
+    ) -> Verdict:
+        """``_run``, counted by outcome; the fit's and the writing's errors mapped to their status."""
+        model = base_dir.parent.name
+        try:
+            verdict = await self._run(manager, source, base_dir, version, method, window_s, promote, fleet)
+        except Exception as exc:
+            self.total.labels(model, method, "failed").inc()
+            if isinstance(exc, CalibrationError):  # the fit refused the window's rows
+                raise WindowUnfit(f"cannot recalibrate {model} from this window: {exc}", "window_seconds") from exc
+            if isinstance(exc, CandorError) and not isinstance(exc, ServiceError):  # artifact writing
+                raise RecalibrationFailed(f"recalibration of {model} stopped: {exc}; nothing was promoted") from exc
+            raise
+        self.total.labels(model, method, verdict.outcome).inc()
         return verdict
 
     async def _run(
@@ -151,6 +165,7 @@ class Recalibrator:
         method: Method,
         window_s: float,
         promote: Promote,
+        fleet: FleetRepository | None,
     ) -> Verdict:
         job = replace(
             make_job(self.settings, base_dir.parent.name, base_dir, method, window_s, time.time()),
@@ -163,7 +178,7 @@ class Recalibrator:
         elif promote == "never":
             verdict.reason += "; not promoted: promote was never" + hand_promotion(verdict, self.settings)
         else:
-            note = await promote_served(manager, verdict.artifact_path)
+            note = await promote_served(manager, verdict.artifact_path, fleet)
             verdict.outcome, verdict.reason = "promoted", f"{verdict.reason}; {note}"
             verdict.artifact_path = self.settings.models_dir / job.model / str(verdict.new_version)
         return verdict
@@ -189,9 +204,17 @@ def run_offline(
     window_s: float,
     promote: Promote,
 ) -> Verdict:
-    """The same job without a server: the store is opened by the caller (no server owns it)."""
+    """The same job without a server: the store is opened by the caller (no server owns it);
+    RecalibrationBusy while another recalibration of the model runs on the state directory."""
     base_dir = base_directory(settings, model, version)
-    job = make_job(settings, model, base_dir, method, window_s, time.time())
+    with recalibrating(settings.state_dir / CANDIDATES, model):
+        return _offline_job(
+            settings, source, make_job(settings, model, base_dir, method, window_s, time.time()), promote
+        )
+
+
+def _offline_job(settings: Settings, source: RowSource, job: Job, promote: Promote) -> Verdict:
+    model, base_dir = job.model, job.base_dir
     verdict = run_job(job, read_window(source, model, base_dir.name, job))
     if verdict.promote and verdict.artifact_path is not None and promote == "auto":
         note = install_offline(verdict.artifact_path, settings.models_dir)

@@ -20,7 +20,9 @@ from recalibration_rows import FakeSource, served_rows
 from candor.cli import main
 from service.app import create_app
 from service.monitor.wiring import open_store
+from service.recalibration.candidate import CANDIDATES
 from service.recalibration.cli import duration
+from service.recalibration.guard import recalibrating
 from service.settings import Settings
 
 MODEL = "digits-cnn"
@@ -93,6 +95,19 @@ def test_offline_never_opens_a_store_another_process_owns(
     finally:
         owner.close()
     assert "pass --url where it listens" in capsys.readouterr().err
+
+
+def test_offline_is_refused_while_a_recalibration_of_the_model_runs(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server's endpoint (any worker) holds the model's lock: the offline run exits 2 and
+    writes nothing, instead of racing for the next version number."""
+    store = FakeStore(served_rows(2000))
+    monkeypatch.setattr("service.monitor.wiring.open_store", lambda settings: store)
+    with recalibrating(Path(env["CANDOR_STATE_DIR"]) / CANDIDATES, MODEL):
+        assert main(["recalibrate", MODEL, "--window", "2h", "--method", "ts", "--promote", "auto"]) == 2
+    assert "already running" in capsys.readouterr().err and store.calls == []
+    assert not (Path(env["CANDOR_MODELS_DIR"]) / MODEL / "2").exists()
 
 
 @contextmanager

@@ -135,7 +135,7 @@ def test_too_few_labels_write_nothing(settings: Settings) -> None:
     )
     assert verdict.outcome == "insufficient_labels" and verdict.new_version is None
     assert "CANDOR_RECALIBRATION_MIN_LABELS" in verdict.reason
-    assert not (settings.state_dir / CANDIDATES).exists()
+    assert not (settings.state_dir / CANDIDATES / MODEL).exists()  # only the model's lock file is there
 
 
 def test_prior_shift_without_labels_writes_a_candidate_and_never_promotes(settings: Settings) -> None:

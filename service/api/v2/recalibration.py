@@ -3,7 +3,9 @@
 Bearer-protected like the rest of the repository extension. The body
 ``{"method": "ts"|"fts"|"best"|"prior-shift", "window_seconds": N, "promote": "auto"|"never"}`` is
 validated (400 naming the field); the work runs in a thread (service.recalibration.runner), one
-at a time per model (a second concurrent call: 409). The answer carries the comparison, the new
+at a time per model on the state directory, across worker processes and the offline CLI (a second
+concurrent call: 409; service.recalibration.guard); a promotion is served by every worker before
+the answer (service.inference.fleet_repository). The answer carries the comparison, the new
 version and what was done (``outcome``: promoted, rejected, insufficient_labels, written).
 """
 
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from service.api.deps import MonitoringDep
 from service.api.openapi import error_responses, inline_schema
 from service.api.security import AdminAuth
-from service.api.v2.repository import ManagerDep, control_body
+from service.api.v2.repository import FleetDep, ManagerDep, control_body
 from service.errors import BadRequest
 from service.recalibration.candidate import Verdict
 from service.recalibration.runner import Recalibrator
@@ -95,10 +97,15 @@ RecalibratorDep = Annotated[Recalibrator, Depends(get_recalibrator)]
     openapi_extra=RECALIBRATE_BODY,
 )
 async def recalibrate(
-    model_name: str, request: Request, manager: ManagerDep, monitoring: MonitoringDep, recalibrator: RecalibratorDep
+    model_name: str,
+    request: Request,
+    manager: ManagerDep,
+    fleet: FleetDep,
+    monitoring: MonitoringDep,
+    recalibrator: RecalibratorDep,
 ) -> RecalibrationAnswer:
     """Recalibrate the default version of the model from its recent production window."""
-    return await _recalibrate(model_name, None, request, manager, monitoring, recalibrator)
+    return await _recalibrate(model_name, None, request, manager, fleet, monitoring, recalibrator)
 
 
 @router.post(
@@ -112,11 +119,12 @@ async def recalibrate_version(
     model_version: str,
     request: Request,
     manager: ManagerDep,
+    fleet: FleetDep,
     monitoring: MonitoringDep,
     recalibrator: RecalibratorDep,
 ) -> RecalibrationAnswer:
     """Recalibrate one version of the model from its recent production window."""
-    return await _recalibrate(model_name, model_version, request, manager, monitoring, recalibrator)
+    return await _recalibrate(model_name, model_version, request, manager, fleet, monitoring, recalibrator)
 
 
 async def _recalibrate(
@@ -124,12 +132,13 @@ async def _recalibrate(
     version: str | None,
     request: Request,
     manager: ManagerDep,
+    fleet: FleetDep,
     monitoring: MonitoringDep,
     recalibrator: Recalibrator,
 ) -> RecalibrationAnswer:
     body = parse_body(await control_body(request))
     verdict = await recalibrator.run(
-        manager, monitoring.monitor, name, version, body.method, body.window_seconds, body.promote
+        manager, monitoring.monitor, name, version, body.method, body.window_seconds, body.promote, fleet
     )
     return answer_of(verdict)
 

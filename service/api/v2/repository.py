@@ -1,4 +1,8 @@
-"""Model repository extension (Triton/KServe): index, load (reload) and unload; bearer-protected."""
+"""Model repository extension (Triton/KServe): index, load (reload) and unload; bearer-protected.
+
+In a worker of ``candor serve --workers N``, load and unload go through the fleet's desired
+repository state (service.inference.fleet_repository): applied here, recorded, followed by every
+worker before the answer (at most settings.fleet_wait_s)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from service.api.deps import settings_of
 from service.api.openapi import error_responses
 from service.api.security import AdminAuth
 from service.errors import BadRequest
+from service.inference.fleet_repository import FleetRepository
 from service.inference.model_manager import ModelManager
 
 router = APIRouter(tags=["repository"], dependencies=[AdminAuth])
@@ -27,6 +32,15 @@ async def get_manager(request: Request) -> ModelManager:
 
 
 ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+
+
+async def get_fleet(request: Request) -> FleetRepository | None:
+    """The worker's side of the fleet's repository state (lifespan state); None in a single process."""
+    fleet: FleetRepository | None = request.app.state.fleet_repository
+    return fleet
+
+
+FleetDep = Annotated[FleetRepository | None, Depends(get_fleet)]
 
 
 class RepositoryEntry(BaseModel):
@@ -56,7 +70,7 @@ async def repository_index(request: Request, manager: ManagerDep) -> list[Reposi
 
 
 @router.post("/v2/repository/models/{model_name}/load", response_model=LoadResult, responses=LOAD_ERRORS)
-async def load_model(model_name: str, request: Request, manager: ManagerDep) -> LoadResult:
+async def load_model(model_name: str, request: Request, manager: ManagerDep, fleet: FleetDep) -> LoadResult:
     """(Re)load every version of the model from models_dir, atomically; a bad artifact is refused
     (400 naming file and field) and the versions served before keep serving."""
     options = await control_body(request)
@@ -65,14 +79,16 @@ async def load_model(model_name: str, request: Request, manager: ManagerDep) -> 
             "loading from a config or files is not supported; place the artifact under models_dir/<name>/<version>/",
             field="parameters",
         )
-    return LoadResult(name=model_name, versions=await manager.load(model_name))
+    versions = await (manager.load(model_name) if fleet is None else fleet.load(model_name))
+    return LoadResult(name=model_name, versions=versions)
 
 
 @router.post("/v2/repository/models/{model_name}/unload", response_model=LoadResult, responses=CONTROL_ERRORS)
-async def unload_model(model_name: str, request: Request, manager: ManagerDep) -> LoadResult:
+async def unload_model(model_name: str, request: Request, manager: ManagerDep, fleet: FleetDep) -> LoadResult:
     """Stop serving the model (idempotent); requests already running finish."""
     await control_body(request)
-    return LoadResult(name=model_name, versions=await manager.unload(model_name))
+    versions = await (manager.unload(model_name) if fleet is None else fleet.unload(model_name))
+    return LoadResult(name=model_name, versions=versions)
 
 
 async def control_body(request: Request) -> dict[str, Any]:
