@@ -66,11 +66,13 @@ def main() -> None:
     for r, (a, b) in enumerate(zip(runs["A"], runs["B"], strict=True), start=1):
         print(
             f"round {r}: p50 A {a.median_ms():.3f} ms, B {b.median_ms():.3f} ms, B - A "
-            f"{b.median_ms() - a.median_ms():+.3f} ms; req/s A {a.rate:.1f}, B {b.rate:.1f}"
+            f"{b.median_ms() - a.median_ms():+.3f} ms; p99 A {a.quantiles_ms[0.99]:.3f} ms, "
+            f"B {b.quantiles_ms[0.99]:.3f} ms; req/s A {a.rate:.1f}, B {b.rate:.1f}"
         )
     for name, results in runs.items():
         print(
             f"{name}: median p50 {statistics.median(x.median_ms() for x in results):.3f} ms, "
+            f"median p99 {statistics.median(x.quantiles_ms[0.99] for x in results):.3f} ms, "
             f"median req/s {statistics.median(x.rate for x in results):.1f} (concurrency {args.concurrency})"
         )
 
