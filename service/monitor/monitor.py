@@ -15,29 +15,23 @@ from calibration.binning import DEFAULT_BINS
 from calibration.manifest import ReferenceFigures
 from service.errors import BadRequest
 from service.monitor.drift import (
-    PSI_SHIFT,
     DriftConfig,
     DriftResult,
-    class_mix_test,
     drift_test,
     ece_interval,
-    psi,
 )
 from service.monitor.errors import MonitorInputError, StoreError, UnknownModelError
 from service.monitor.fleet import SlotStates, StateDict
 from service.monitor.labels import Label, label_pairs
 from service.monitor.schemas import (
     CalibrationStatus,
-    ClassMix,
     DriftStatus,
     FeedbackResult,
-    LabelDelay,
-    LabelFreeSignals,
     LabelledFigures,
-    ReferenceSummary,
     reliability_bins,
 )
 from service.monitor.state import ModelSnapshot, ModelState, merge_snapshots, reference_statistics
+from service.monitor.status import label_delay, label_free_signals, reference_summary
 from service.monitor.stores.scores import DEFAULT_TOP_K, encode_scores
 from service.monitor.stores.store import Outcome, PredictionRecord, PredictionStore, Resolution, ServedRows
 from service.monitor.windows import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, ClassMixWindow, Clock
@@ -319,7 +313,7 @@ class Monitor:
             predictions_since_start=snap.predictions_total,
             label_coverage=(snap.window.total / snap.window_predictions if snap.window_predictions else None),
             reliability=reliability_bins(snap.window, None if ref is None else reference_statistics(ref)),
-            reference=None if ref is None else _reference_summary(ref),
+            reference=None if ref is None else reference_summary(ref),
             drift=DriftStatus(
                 verdict=drift.verdict.value,
                 statistic=drift.statistic,
@@ -330,8 +324,8 @@ class Monitor:
                 quantile=cfg.quantile,
                 ece_interval=interval,
             ),
-            label_free=_label_free(snap, cfg),
-            label_delay=_label_delay(snap),
+            label_free=label_free_signals(snap, cfg),
+            label_delay=label_delay(snap),
         )
 
     def publish(self) -> None:
@@ -384,65 +378,3 @@ def _check_predictions(ids: Sequence[str], conf: np.ndarray, pred: np.ndarray) -
         raise MonitorInputError("confidences must be finite and lie in [0, 1]")
     if pred.size and (pred.dtype.kind not in "iu" or pred.min() < 0):  # integer dtypes only
         raise MonitorInputError("predicted classes must be non-negative integers")
-
-
-def _reference_summary(ref: ReferenceFigures) -> ReferenceSummary:
-    stats = reference_statistics(ref)
-    mean_conf = float(stats.confidence_sums.sum() / max(stats.total, 1))
-    return ReferenceSummary(n=ref.n, ece=ref.ece, accuracy=ref.accuracy, mean_confidence=mean_conf)
-
-
-def _label_free(snap: ModelSnapshot, cfg: DriftConfig) -> LabelFreeSignals:
-    """Mean confidence of the window's predictions, PSI of their histogram vs the reference, and
-    the class-mix test; neither flag enters the drift verdict (that one needs labels)."""
-    n = snap.window_predictions
-    ref = snap.reference
-    shift = None if ref is None else psi(snap.histogram, ref.confidence_histogram.fractions)
-    mix = _class_mix(snap, cfg)
-    return LabelFreeSignals(
-        predictions=n,
-        mean_confidence=snap.window_confidence_sum / n if n else None,
-        reference_mean_confidence=None if ref is None else _reference_summary(ref).mean_confidence,
-        confidence_psi=shift,
-        confidence_shift=shift is not None and n >= cfg.min_labels and shift > PSI_SHIFT,
-        class_mix=mix,
-        class_mix_shift=mix is not None and mix.shift,
-    )
-
-
-def _class_mix(snap: ModelSnapshot, cfg: DriftConfig) -> ClassMix | None:
-    """The window's mean posterior against the reference priors (uniform where the manifest has
-    none); None without a reference, without probabilities, or when the class counts differ."""
-    ref, sums = snap.reference, snap.class_mix
-    if ref is None or sums is None:
-        return None
-    n_classes = sums.shape[1]
-    priors = ref.class_priors or [1.0 / n_classes] * n_classes
-    n = int(round(float(sums[0].sum())))
-    if len(priors) != n_classes or n == 0:
-        return None
-    test = class_mix_test(sums[1], n, priors, cfg)
-    assert test is not None  # n > 0
-    total = float(sum(priors))
-    return ClassMix(
-        predictions=n,
-        predicted_counts=[int(round(c)) for c in sums[0].tolist()],
-        estimated=(sums[1] / sums[1].sum()).tolist(),
-        reference=[p / total for p in priors],
-        reference_source="uniform" if ref.class_priors is None else "manifest",
-        psi=test.statistic,
-        threshold=test.threshold,
-        p_value=test.p_value,
-        shift=test.shift,
-    )
-
-
-def _label_delay(snap: ModelSnapshot) -> LabelDelay:
-    """Mean label delay since start and the upper bound of the bucket holding the median."""
-    delays = snap.delays
-    n = int(delays.counts.sum())
-    if n == 0:
-        return LabelDelay(labels=0, mean_seconds=None, median_at_most_seconds=None)
-    bucket = int(np.searchsorted(delays.counts.cumsum(), (n + 1) / 2, side="left"))
-    bound = float(delays.bounds[bucket]) if bucket < delays.bounds.size else None
-    return LabelDelay(labels=n, mean_seconds=delays.total / n, median_at_most_seconds=bound)
