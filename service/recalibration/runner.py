@@ -117,10 +117,12 @@ class Recalibrator:
         """Fit, write the candidate, compare, and promote when asked and better (through ``fleet``,
         so every worker serves it, when this is a worker slot)."""
         engine = manager.repository.get(model, version)  # 404 for an unknown model or version
+        job = replace(
+            make_job(self.settings, model, engine.directory, method, window_s, time.time()),
+            created_by="POST /v2/repository/models/{m}/recalibrate",
+        )
         with recalibrating(self.settings.state_dir / CANDIDATES, model):  # 409 when one runs
-            verdict = await self._counted(
-                manager, source, engine.directory, engine.manifest.version, method, window_s, promote, fleet
-            )
+            verdict = await self._counted(job, engine.manifest.version, manager, source, promote, fleet)
         log.info(
             "candor: recalibration of %s v%s (%s): %s, %s",
             model,
@@ -133,19 +135,17 @@ class Recalibrator:
 
     async def _counted(
         self,
+        job: Job,
+        version: str,
         manager: ModelManager,
         source: RowSource,
-        base_dir: Path,
-        version: str,
-        method: Method,
-        window_s: float,
         promote: Promote,
         fleet: FleetRepository | None,
     ) -> Verdict:
         """``_run``, counted by outcome; the fit's and the writing's errors mapped to their status."""
-        model = base_dir.parent.name
+        model, method = job.model, job.method
         try:
-            verdict = await self._run(manager, source, base_dir, version, method, window_s, promote, fleet)
+            verdict = await self._run(job, version, manager, source, promote, fleet)
         except Exception as exc:
             self.total.labels(model, method, "failed").inc()
             if isinstance(exc, CalibrationError):  # the fit refused the window's rows
@@ -158,19 +158,14 @@ class Recalibrator:
 
     async def _run(
         self,
+        job: Job,
+        version: str,
         manager: ModelManager,
         source: RowSource,
-        base_dir: Path,
-        version: str,
-        method: Method,
-        window_s: float,
         promote: Promote,
         fleet: FleetRepository | None,
     ) -> Verdict:
-        job = replace(
-            make_job(self.settings, base_dir.parent.name, base_dir, method, window_s, time.time()),
-            created_by="POST /v2/repository/models/{m}/recalibrate",
-        )
+        """Read the window, fit and write the candidate (off the loop), then promote it when asked."""
         rows = await asyncio.to_thread(read_window, source, job.model, version, job)
         verdict = await asyncio.to_thread(run_job, job, rows)
         if not verdict.promote or verdict.artifact_path is None:
